@@ -1,0 +1,1 @@
+"""Services bundled with speedysvc: example services and the device event/command API."""
