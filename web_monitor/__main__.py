@@ -1,0 +1,90 @@
+"""Run the web monitor on its own against a running supervisor.
+
+    python -m web_monitor [--host H] [--port P] [--scope S | --control ADDRESS] [--ini FILE]
+
+The password hash comes from [web monitor] password_hash in --ini, or from
+SPEEDYSVC_MONITOR_PASSWORD_HASH; off-loopback the monitor refuses to start without one."""
+from __future__ import annotations
+
+import argparse
+import configparser
+import logging
+import signal
+import sys
+import threading
+
+from .control import connect_control
+from .server import MonitorServer
+from .settings import SECTION, MonitorConfigError, MonitorSettings, check_port
+
+EXIT_CONFIG = 2
+
+
+def _ini_section(path: str) -> dict[str, str]:
+    # No interpolation: a password hash or path may contain '%'.
+    parser = configparser.ConfigParser(interpolation=None)
+    if not parser.read(path):
+        raise MonitorConfigError(f"{path}: cannot read the file")
+    return dict(parser[SECTION]) if parser.has_section(SECTION) else {}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m web_monitor", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", help="address to listen on (default: from --ini, else 127.0.0.1)")
+    parser.add_argument("--port", help="port to listen on (default: from --ini, else 5155)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--scope", help="the supervisor's scope; connects to shm://SCOPE")
+    target.add_argument("--control", metavar="ADDRESS",
+                        help="the control service address, e.g. shm://SCOPE or tcp://127.0.0.1:PORT")
+    parser.add_argument("--ini", metavar="FILE", help="read host, port and password_hash from "
+                                                      "this file's [web monitor] section")
+    return parser.parse_args(argv)
+
+
+def build_settings(args: argparse.Namespace) -> MonitorSettings:
+    section = _ini_section(args.ini) if args.ini else {}
+    if args.host:
+        section["host"] = args.host
+    if args.port:
+        section["port"] = str(check_port(args.port, "--port"))
+    return MonitorSettings.from_section(section)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not (args.scope or args.control):
+        print("python -m web_monitor: pass --scope SCOPE or --control ADDRESS to say which "
+              "supervisor to watch (its scope is in the supervisor's startup log and state file).",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        settings = build_settings(args)
+        from .app import create_app  # after the settings check, so its error comes first
+        app = create_app(connect_control(scope=args.scope, address=args.control),
+                         host=settings.host, password_hash=settings.password_hash,
+                         secret_key=settings.secret_key)
+        server = MonitorServer(app, settings.host, settings.port)
+    except MonitorConfigError as exc:
+        print(f"python -m web_monitor: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"python -m web_monitor: cannot listen on {args.host or settings.host}:"
+              f"{settings.port}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    stop = threading.Event()
+    # The handlers only record the request; the main thread does the shutting down.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server.start()
+    print(f"web monitor on {server.url}/ (watching {args.control or 'shm://' + args.scope})",
+          flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Serving the monitor: in a background thread (how the supervisor embeds it, and how tests run
+it) or in the foreground (python -m web_monitor)."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from .app import create_app
+from .control import Control
+from .settings import MonitorSettings
+
+log = logging.getLogger(__name__)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs failed requests only: the pages poll every second or two, and logging each poll
+    would bury the supervisor's own log."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        try:
+            failed = int(code) >= 400
+        except (TypeError, ValueError):
+            failed = True
+        if failed:
+            super().log_request(code, size)
+
+
+class MonitorServer:
+    """A threaded werkzeug server for one app. The monitor is a handful of users polling every
+    few seconds, so werkzeug's server is enough and needs no extra dependency."""
+
+    def __init__(self, app: Flask, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True,
+                                                   request_handler=_QuietHandler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when asked for port 0)."""
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> "MonitorServer":
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self._server.serve_forever, name="web-monitor",
+                                        daemon=True)
+        self._thread.start()
+        log.info("web monitor on %s", self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        log.info("web monitor on %s", self.url)
+        self._server.serve_forever()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and close the socket (safe to call twice)."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> "MonitorServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_monitor(control: Control, settings: MonitorSettings) -> MonitorServer:
+    """Build the app for `settings` (raising MonitorConfigError if unsafe) and serve it in a
+    background thread. This is the supervisor's entry point for the `[web monitor]` section."""
+    settings.check()
+    app = create_app(control, host=settings.host, password_hash=settings.password_hash,
+                     secret_key=settings.secret_key)
+    return MonitorServer(app, settings.host, settings.port).start()
