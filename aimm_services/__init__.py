@@ -1,0 +1,1 @@
+"""speedysvc re-creation of the AIMM model manager: plugins, engine, backend, control."""

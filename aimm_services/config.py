@@ -1,0 +1,315 @@
+"""Loading and validating the AIMM YAML configuration (seed 000 layout).
+
+    name: my-aimm                       # optional here (AIMM's own examples omit it)
+    engine: {max_children: 4, sigterm_timeout: 5, check_children_period: 3}
+    backend: {module: aimm.server.backend.sqlite, path: data/aimm.db}
+    control:
+      - module: aimm.server.control.repl
+        server: {host: 127.0.0.1, port: 9999}
+        users: [{username: user, password: "scrypt$..."}]
+    plugins: {names: [my_plugins]}
+    log: {version: 1, ...}
+
+All problems are collected and raised together as one ConfigError, each naming the file, the
+path of the key, what was expected and what was found. Relative paths (backend.path) are
+resolved against the directory of the YAML file, not the working directory, so the same
+file works whoever starts the services.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import ConfigError
+from .passwords import InvalidPasswordHash, check_hash_format
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "AIMM_CONFIG"
+TOP_LEVEL_KEYS = ("name", "engine", "backend", "control", "plugins", "log", "hat")
+ENGINE_KEYS = ("max_children", "sigterm_timeout", "check_children_period", "action_history",
+               "default_action_timeout")
+SQLITE_BACKENDS = ("aimm.server.backend.sqlite", "aimm_services.backends.sqlite")
+MEMORY_BACKENDS = ("aimm.server.backend.dummy", "aimm_services.backends.memory")
+CONTROL_MODULES = ("aimm.server.control.repl", "aimm_services.control")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_children: int = 2                 # plugin calls run at once (= plugin pool size)
+    sigterm_timeout: float = 5.0          # kept for AIMM compatibility; cancel kills at once
+    action_history: int = 1000            # finished actions (with results) kept in memory
+    default_action_timeout: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    kind: str                             # "sqlite" or "memory"
+    module: str
+    path: Optional[Path] = None
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    module: str
+    host: Optional[str] = None
+    port: Optional[int] = None
+    users: dict = field(default_factory=dict)   # username -> password hash
+
+
+@dataclass(frozen=True)
+class AimmConfig:
+    name: str
+    source: Path
+    engine: EngineConfig
+    backend: BackendConfig
+    controls: tuple
+    plugin_modules: tuple
+    log: dict
+
+    @property
+    def users(self) -> dict:
+        """Users of every control section together (username -> password hash)."""
+        merged: dict = {}
+        for control in self.controls:
+            merged.update(control.users)
+        return merged
+
+
+class _Problems:
+    def __init__(self, source: Path):
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, path: str, expected: str, found: Any) -> None:
+        self.items.append(f"{self.source}: {path}: expected {expected}, found {_show(found)}")
+
+    def unknown(self, path: str, key: str, known: tuple) -> None:
+        hint = difflib.get_close_matches(key, known, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        self.items.append(f"{self.source}: {path}{key}: unknown key{suggestion}; known keys: "
+                          f"{', '.join(known)}")
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "nothing (the key is missing)"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:80] + '...' if len(text) > 80 else text}"
+
+
+_MISSING = object()
+
+
+def locate_config(explicit: Optional[os.PathLike | str] = None) -> Path:
+    """The YAML file to use: `explicit`, else $AIMM_CONFIG."""
+    candidate = explicit or os.environ.get(ENV_VAR)
+    if not candidate:
+        raise ConfigError(f"no AIMM configuration given: set the {ENV_VAR} environment "
+                          f"variable (or the service's aimm_config) to the path of the YAML file")
+    return Path(candidate).expanduser().resolve()
+
+
+def load_config(path: Optional[os.PathLike | str] = None) -> AimmConfig:
+    """Read and validate the YAML file; raise ConfigError listing every problem."""
+    source = locate_config(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the AIMM configuration: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    return parse_config(data, source)
+
+
+def parse_config(data: Any, source: Path) -> AimmConfig:
+    """Validate already-parsed YAML data (`source` is used in messages and for relative paths)."""
+    problems = _Problems(source)
+    if not isinstance(data, dict):
+        problems.add("(top level)", "a mapping with keys name, engine, backend, control, "
+                     "plugins, log", data)
+        raise ConfigError("\n".join(problems.items))
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.unknown("", str(key), TOP_LEVEL_KEYS)
+    for key in ("engine", "backend", "control", "plugins", "log"):
+        if key not in data:
+            problems.add(key, _EXPECTED[key], _MISSING)
+
+    name = data.get("name", source.stem)
+    if not isinstance(name, str) or not name:
+        problems.add("name", "a non-empty string", name)
+    engine = _engine(data.get("engine", {}), problems)
+    backend = _backend(data.get("backend", {}), problems, source)
+    controls = _controls(data.get("control", []), problems)
+    plugin_modules = _plugins(data["plugins"], problems) if "plugins" in data else []
+    log_conf = data.get("log", {})
+    if not isinstance(log_conf, dict):
+        problems.add("log", "a mapping (logging configuration)", log_conf)
+    if "hat" in data:
+        log.warning("%s: the 'hat' section is ignored: Hat integration is not supported", source)
+    if problems.items:
+        raise ConfigError("invalid AIMM configuration:\n  " + "\n  ".join(problems.items))
+    return AimmConfig(name=name, source=source, engine=engine, backend=backend,
+                      controls=tuple(controls), plugin_modules=tuple(plugin_modules),
+                      log=log_conf if isinstance(log_conf, dict) else {})
+
+
+_EXPECTED = {
+    "engine": "a mapping (e.g. {max_children: 4})",
+    "backend": f"a mapping with 'module' (one of {', '.join(SQLITE_BACKENDS + MEMORY_BACKENDS)})",
+    "control": "a list of mappings with 'module' and 'users'",
+    "plugins": "a mapping {names: [plugin module names]}",
+    "log": "a mapping (logging configuration)",
+}
+
+
+def _number(section: dict, key: str, path: str, problems: _Problems, *, integer: bool,
+            minimum: float, default: Any) -> Any:
+    value = section.get(key, default)
+    if value is default:
+        return value
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+        problems.add(f"{path}.{key}", f"{'an integer' if integer else 'a number'} >= {minimum}",
+                     value)
+        return default
+    return value
+
+
+def _engine(section: Any, problems: _Problems) -> EngineConfig:
+    if not isinstance(section, dict):
+        problems.add("engine", _EXPECTED["engine"], section)
+        return EngineConfig()
+    for key in section:
+        if key not in ENGINE_KEYS:
+            problems.unknown("engine.", str(key), ENGINE_KEYS)
+    defaults = EngineConfig()
+    _number(section, "check_children_period", "engine", problems, integer=False, minimum=0,
+            default=None)   # AIMM polled children; nothing here polls, so it is only checked
+    return EngineConfig(
+        max_children=int(_number(section, "max_children", "engine", problems, integer=False,
+                                 minimum=1, default=defaults.max_children)),
+        sigterm_timeout=float(_number(section, "sigterm_timeout", "engine", problems,
+                                      integer=False, minimum=0,
+                                      default=defaults.sigterm_timeout)),
+        action_history=int(_number(section, "action_history", "engine", problems,
+                                   integer=True, minimum=1, default=defaults.action_history)),
+        default_action_timeout=_number(section, "default_action_timeout", "engine", problems,
+                                       integer=False, minimum=0, default=None))
+
+
+def _backend(section: Any, problems: _Problems, source: Path) -> BackendConfig:
+    if not isinstance(section, dict):
+        problems.add("backend", _EXPECTED["backend"], section)
+        return BackendConfig("memory", MEMORY_BACKENDS[1])
+    module = section.get("module", _MISSING)
+    if module in SQLITE_BACKENDS:
+        path = section.get("path", _MISSING)
+        if not isinstance(path, str) or not path:
+            problems.add("backend.path", "a file path for the SQLite database", path)
+            return BackendConfig("sqlite", module)
+        resolved = Path(path).expanduser()
+        if not resolved.is_absolute():
+            resolved = source.parent / resolved
+        return BackendConfig("sqlite", module, resolved.resolve())
+    if module in MEMORY_BACKENDS:
+        return BackendConfig("memory", module)
+    problems.add("backend.module", f"one of {', '.join(SQLITE_BACKENDS + MEMORY_BACKENDS)}",
+                 module)
+    return BackendConfig("memory", MEMORY_BACKENDS[1])
+
+
+def _controls(section: Any, problems: _Problems) -> list[ControlConfig]:
+    if isinstance(section, dict):   # a single control written without the list
+        section = [section]
+    if not isinstance(section, list):
+        problems.add("control", _EXPECTED["control"], section)
+        return []
+    controls = []
+    for i, item in enumerate(section):
+        path = f"control[{i}]"
+        if not isinstance(item, dict):
+            problems.add(path, "a mapping with 'module' and 'users'", item)
+            continue
+        module = item.get("module", _MISSING)
+        if module not in CONTROL_MODULES:
+            problems.add(f"{path}.module", f"one of {', '.join(CONTROL_MODULES)} (other AIMM "
+                         f"controls, e.g. the Hat event control, are not supported)", module)
+            continue
+        host, port = None, None
+        server = item.get("server")
+        if server is not None:
+            if not isinstance(server, dict):
+                problems.add(f"{path}.server", "a mapping {host, port}", server)
+            else:
+                host = server.get("host")
+                port = server.get("port")
+                if not isinstance(host, str):
+                    problems.add(f"{path}.server.host", "a host name or address", host)
+                if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+                    problems.add(f"{path}.server.port", "a port number 0-65535", port)
+        controls.append(ControlConfig(module=module, host=host, port=port,
+                                      users=_users(item.get("users", _MISSING), path, problems)))
+    return controls
+
+
+def _users(users: Any, path: str, problems: _Problems) -> dict:
+    if not isinstance(users, list):
+        problems.add(f"{path}.users", "a list of {username, password} mappings", users)
+        return {}
+    result = {}
+    for j, user in enumerate(users):
+        upath = f"{path}.users[{j}]"
+        if not isinstance(user, dict):
+            problems.add(upath, "a mapping {username, password}", user)
+            continue
+        username, password = user.get("username", _MISSING), user.get("password", _MISSING)
+        if not isinstance(username, str) or not username:
+            problems.add(f"{upath}.username", "a non-empty string", username)
+            continue
+        if not isinstance(password, str):
+            problems.add(f"{upath}.password", "a password hash string", password)
+            continue
+        try:
+            check_hash_format(password)
+        except InvalidPasswordHash as exc:
+            # never echo the value: it may be a plain-text password
+            problems.items.append(f"{problems.source}: {upath}.password: {exc}; found a value "
+                                  f"in neither format (not shown)")
+            continue
+        if username in result:
+            problems.add(f"{upath}.username", "a username not listed before", username)
+        result[username] = password
+    return result
+
+
+def _plugins(section: Any, problems: _Problems) -> list[str]:
+    if not isinstance(section, dict) or "names" not in section:
+        problems.add("plugins", _EXPECTED["plugins"], section)
+        return []
+    names = section["names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        problems.add("plugins.names", "a list of module names", names)
+        return []
+    return list(names)
+
+
+def apply_log_level(config: AimmConfig) -> None:
+    """Apply the root level of the `log` section. The handlers are not installed: speedysvc
+    already captures every worker's log records and output."""
+    level = config.log.get("root", {}).get("level") if isinstance(config.log.get("root"), dict) \
+        else config.log.get("level")
+    if isinstance(level, (str, int)):
+        try:
+            logging.getLogger().setLevel(level)
+        except (ValueError, TypeError):
+            log.warning("%s: log level %r not understood; ignored", config.source, level)
