@@ -1,0 +1,216 @@
+"""The client side: ClientMethodsBase, connect(), method proxies and subscriptions."""
+from __future__ import annotations
+
+import queue
+import threading
+from collections import namedtuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
+
+from . import naming, serialisers
+from .errors import MethodNotFound, ServiceUnavailable, SpeedysvcError
+from .methods import method_spec
+
+Event = namedtuple("Event", "topic payload seq topic_seq")
+Event.__doc__ = "A published event: seq is per service, topic_seq per topic (gaps = missed events)."
+
+
+class ClientMethodsBase:
+    """Base class of hand-written clients (the published speedysvc API):
+
+        class EchoClient(ClientMethodsBase):
+            def echo(self, data, suffix="!"):
+                return self.send(Echo.echo, [data, suffix])
+            shout = Echo.shout.as_rpc()
+    """
+
+    def __init__(self, client_provider: Any):
+        self.client_provider = client_provider
+
+    def send(self, method: Union[Callable, str], args: Any = (), kwargs: Optional[dict] = None,
+             timeout: Optional[float] = None) -> Any:
+        spec = method_spec(method)
+        name = spec.name if spec is not None else str(method)
+        if spec is not None and spec.encoder == "raw" and isinstance(args, (bytes, bytearray, memoryview)):
+            args = [args]  # the original API passes a raw method's bytes directly
+        elif isinstance(args, (str, bytes, dict)) or not isinstance(args, (list, tuple)):
+            raise TypeError(f"send() takes the arguments of {name!r} as a list, e.g. "
+                            f"self.send(Service.{name}, [arg1, arg2])")
+        return self.client_provider.call(name, args, kwargs, timeout=timeout)
+
+    def subscribe(self, topics: Optional[Sequence[str]] = None) -> "Subscription":
+        return self.client_provider.subscribe(topics)
+
+    def close(self) -> None:
+        self.client_provider.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class MethodProxy:
+    __slots__ = ("_provider", "_name", "_timeout")
+
+    def __init__(self, provider: Any, name: str, timeout: Optional[float] = None):
+        self._provider = provider
+        self._name = name
+        self._timeout = timeout
+
+    def __call__(self, *args, **kwargs):
+        return self._provider.call(self._name, args, kwargs, timeout=self._timeout)
+
+    def with_timeout(self, seconds: Optional[float]) -> "MethodProxy":
+        """The same method with a per-call timeout: client.fit.with_timeout(600)(x)."""
+        return MethodProxy(self._provider, self._name, seconds)
+
+    def __repr__(self):
+        return f"<remote method {self._name} of {self._provider.service_name!r}>"
+
+
+class ServiceClient:
+    """What connect() returns: the service's methods as attributes, discovered from the service."""
+
+    def __init__(self, provider: Any):
+        self._provider = provider
+        self.methods: dict[str, str] = dict(provider.methods)
+
+    @property
+    def provider(self) -> Any:
+        return self._provider
+
+    def __getattr__(self, name: str) -> MethodProxy:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self.methods:
+            raise MethodNotFound(f"service {self._provider.service_name!r} has no method {name!r}; "
+                                 f"it has: {', '.join(sorted(self.methods)) or 'none'}")
+        return MethodProxy(self._provider, name)
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self.methods))
+
+    def call(self, method: str, *args, _timeout: Optional[float] = None, **kwargs) -> Any:
+        return self._provider.call(method, args, kwargs, timeout=_timeout)
+
+    def describe(self) -> dict:
+        return self._provider.describe()
+
+    def subscribe(self, topics: Optional[Sequence[str]] = None) -> "Subscription":
+        return self._provider.subscribe(topics)
+
+    def close(self) -> None:
+        self._provider.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<{self._provider.transport} client of {self._provider.service_name!r}>"
+
+
+class Subscription:
+    """Events published after subscribing, in order. Iterate, or call get(timeout).
+
+    `source` is a transport subscription with poll(timeout) -> iterable of
+    (seq, topic, topic_seq, payload_bytes) and close().
+    """
+
+    def __init__(self, source: Any, topics: Optional[Sequence[str]] = None):
+        self._source = source
+        self.topics = None if topics is None else {str(t) for t in topics}
+        self._pending: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.closed = False
+
+    @property
+    def missed(self) -> int:
+        return getattr(self._source, "missed", 0)
+
+    def get(self, timeout: Optional[float] = None) -> Event:
+        """The next event; raises queue.Empty after `timeout` seconds."""
+        import time
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return self._pending.get_nowait()
+            except queue.Empty:
+                pass
+            if self.closed:
+                raise queue.Empty
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with self._lock:
+                for seq, topic, topic_seq, payload in self._source.poll(
+                        1.0 if remaining is None else min(remaining, 1.0)):
+                    if self.topics is None or topic in self.topics:
+                        self._pending.put(Event(topic, serialisers.CONTROL.decode(payload), seq, topic_seq))
+            if deadline is not None and time.monotonic() >= deadline and self._pending.empty():
+                raise queue.Empty
+
+    def __iter__(self) -> Iterator[Event]:
+        while not self.closed:
+            try:
+                yield self.get(timeout=1.0)
+            except queue.Empty:
+                continue
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _parse_address(address: str) -> tuple[str, dict]:
+    if address.startswith("shm://"):
+        scope = address[len("shm://"):].strip("/")
+        return "shm", {"scope": scope or None}
+    if address.startswith("tcp://"):
+        rest = address[len("tcp://"):].strip("/")
+        host, sep, port = rest.rpartition(":")
+        if not sep:
+            host, port = rest, ""
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return "tcp", {"host": host or "127.0.0.1", "port": int(port) if port else None}
+    raise ValueError(f"unknown address {address!r}: expected 'shm://[scope]' or 'tcp://host[:port]'")
+
+
+def make_provider(service: Any, address: str, **options) -> Any:
+    kind, params = _parse_address(address)
+    if kind == "shm":
+        from .shm.shm_client import SHMClient
+        scope = options.pop("scope", None) or params["scope"]
+        shm_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout", "unavailable_after")}
+        return SHMClient(service, scope, **shm_opts)
+    from .tcp.network_client import NetworkClient
+    tcp_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout", "secret", "compression")}
+    return NetworkClient(service, host=params["host"], port=params["port"], **tcp_opts)
+
+
+def connect(service: Any, address: Union[str, Sequence[str]] = "shm://", **options) -> ServiceClient:
+    """Connect to a service by class or by name. `address` may be a list, tried in order.
+
+    Options: scope (shm), timeout (default per call), connect_timeout, secret and compression
+    (tcp). Raises ServiceUnavailable naming every address tried when none answers.
+    """
+    addresses = [address] if isinstance(address, str) else list(address)
+    if not addresses:
+        raise ValueError("connect() needs at least one address")
+    problems = []
+    for addr in addresses:
+        try:
+            return ServiceClient(make_provider(service, addr, **dict(options)))
+        except (ServiceUnavailable, ConnectionError, OSError) as exc:
+            problems.append(f"{addr}: {exc}")
+    name = service if isinstance(service, str) else service.service_name()
+    raise ServiceUnavailable(f"could not reach service {name!r}: " + "; ".join(problems))

@@ -1,0 +1,144 @@
+"""Server side of a call, shared by every transport: decode, invoke, encode the reply.
+
+Request:  [encoder code u8][flags u8][name length u16][name utf-8][payload...]
+Reply:    [status u8][7 bytes padding][payload...]   status OK -> the method's encoder,
+          status ERROR -> msgpack dict of the exception (see remote_errors).
+"""
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any, Optional
+
+from . import errors, remote_errors, serialisers
+from .methods import ServerMethodsBase
+from .monitoring.latency_histogram import latency_bucket
+
+REQUEST_HEADER = struct.Struct("<BBH")
+REPLY_HEADER = struct.Struct("<B7x")
+STATUS_OK = 0
+STATUS_ERROR = 1
+FLAG_NETWORK = 1  # set by the TCP gateway: pickle/marshal refused unless allowed
+
+DESCRIBE = "__describe__"
+PING = "__ping__"
+
+
+def encode_request(method: str, encoder_code: int, payload_parts: list, flags: int = 0) -> list:
+    name = method.encode("utf-8")
+    return [REQUEST_HEADER.pack(encoder_code, flags, len(name)), name, *payload_parts]
+
+
+def parse_request(buf: memoryview) -> tuple[int, int, str, memoryview]:
+    if len(buf) < REQUEST_HEADER.size:
+        raise errors.ProtocolError("request shorter than its header")
+    code, flags, name_len = REQUEST_HEADER.unpack_from(buf, 0)
+    end = REQUEST_HEADER.size + name_len
+    if end > len(buf):
+        raise errors.ProtocolError("request truncated inside the method name")
+    try:
+        name = bytes(buf[REQUEST_HEADER.size:end]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.ProtocolError("method name is not valid UTF-8") from None
+    return code, flags, name, buf[end:]
+
+
+def decode_reply(buf: memoryview, serialiser: serialisers.Serialiser) -> Any:
+    """Client side: return the result or raise the remote exception."""
+    if len(buf) < REPLY_HEADER.size:
+        raise errors.ProtocolError("reply shorter than its header")
+    status = buf[0]
+    body = buf[REPLY_HEADER.size:]
+    if status == STATUS_OK:
+        return serialiser.decode_result(body)
+    if status == STATUS_ERROR:
+        raise remote_errors.dict_to_exception(serialisers.CONTROL.decode(body))
+    raise errors.ProtocolError(f"unknown reply status {status}")
+
+
+class MethodStats:
+    """Per-method counters and a latency histogram, exported to the metrics collector."""
+
+    __slots__ = ("count", "errors", "buckets")
+
+    def __init__(self):
+        self.count = 0
+        self.errors = 0
+        self.buckets: dict[int, int] = {}
+
+    def record(self, elapsed_ns: int, failed: bool) -> None:
+        self.count += 1
+        if failed:
+            self.errors += 1
+        b = latency_bucket(elapsed_ns)
+        self.buckets[b] = self.buckets.get(b, 0) + 1
+
+
+class Dispatcher:
+    def __init__(self, instance: ServerMethodsBase, allow_insecure: Optional[bool] = None):
+        self.instance = instance
+        cls = type(instance)
+        self.allow_insecure = cls.allow_insecure_serialisation if allow_insecure is None else allow_insecure
+        self.specs = cls.methods()
+        self.bound = {name: getattr(instance, name) for name in self.specs}
+        self.description = cls.describe()
+        self.stats: dict[str, MethodStats] = {}
+        self.calls = 0
+        self.errors = 0
+
+    def handle(self, request: memoryview) -> list:
+        """Run one request; always returns reply parts (errors become an ERROR reply)."""
+        start = time.perf_counter_ns()
+        name = "?"
+        failed = True
+        try:
+            code, flags, name, payload = parse_request(request)
+            parts = self._invoke(code, flags, name, payload)
+            failed = False
+            return parts
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return self._error_reply(exc)
+        finally:
+            self.calls += 1
+            if failed:
+                self.errors += 1
+            if name in self.specs:
+                stats = self.stats.get(name)
+                if stats is None:
+                    stats = self.stats[name] = MethodStats()
+                stats.record(time.perf_counter_ns() - start, failed)
+
+    def _invoke(self, code: int, flags: int, name: str, payload: memoryview) -> list:
+        spec = self.specs.get(name)
+        if spec is None:
+            if name == DESCRIBE:
+                return [REPLY_HEADER.pack(STATUS_OK), *serialisers.CONTROL.encode(self.description)]
+            if name == PING:
+                return [REPLY_HEADER.pack(STATUS_OK), *serialisers.CONTROL.encode("pong")]
+            raise errors.MethodNotFound(
+                f"service {self.description['name']!r} has no method {name!r}")
+        serialiser = spec.serialiser
+        if code != serialiser.code:
+            found = serialisers.BY_CODE[code].name if code in serialisers.BY_CODE else f"unknown code {code}"
+            raise errors.ProtocolError(
+                f"method {name!r} uses the {spec.encoder} encoder, but the call was encoded with {found}")
+        if serialiser.insecure and flags & FLAG_NETWORK and not self.allow_insecure:
+            raise errors.InsecureSerialisationRefused(
+                f"method {name!r} uses {spec.encoder}, which is refused over the network; set "
+                f"force_insecure_serialisation=true for this service to allow it")
+        args, kwargs = serialiser.decode_call(payload, copy=not spec.zero_copy)
+        result = self.bound[name](*args, **kwargs)
+        return [REPLY_HEADER.pack(STATUS_OK), *serialiser.encode_result(result)]
+
+    @staticmethod
+    def _error_reply(exc: BaseException) -> list:
+        try:
+            body = serialisers.CONTROL.encode(remote_errors.exception_to_dict(exc))
+        except Exception:  # an exception whose str() fails must still produce a reply
+            body = serialisers.CONTROL.encode(remote_errors.error_dict(type(exc), repr(type(exc))))
+        return [REPLY_HEADER.pack(STATUS_ERROR), *body]
+
+    def export_stats(self) -> dict:
+        return {name: [s.count, s.errors, s.buckets] for name, s in self.stats.items()}

@@ -1,0 +1,1 @@
+"""Log capture and query, metrics sampling and storage."""

@@ -1,0 +1,262 @@
+"""The five per-method encoders.
+
+An encoder turns the call's arguments into a list of buffers ("parts") and back. Returning parts
+instead of one bytes object lets transports write large payloads (numpy arrays, raw bytes)
+straight into shared memory or a socket without concatenating them first: a 100 MB array is
+copied once on each side, not three times.
+
+Call payload layout, for every encoder but raw: the encoding of ``[args, kwargs]``.
+raw methods take exactly one bytes-like argument and return bytes.
+"""
+from __future__ import annotations
+
+import json
+import marshal
+import pickle
+import struct
+from typing import Any, Callable, Sequence
+
+import msgpack
+
+try:  # numpy is a core dependency, but keep the encoders importable without it
+    import numpy as np
+except ImportError:  # pragma: no cover
+    np = None
+
+from .errors import EncodingError
+
+Parts = list  # list of bytes-like objects written back to back
+
+# numpy arrays at least this large travel out of band (after the msgpack body) so they are
+# copied straight from the array into the transport buffer.
+OUT_OF_BAND_MIN_BYTES = 16 * 1024
+_EXT_NDARRAY_INLINE = 1
+_EXT_NDARRAY_OOB = 2
+_OOB_HEADER = struct.Struct("<II")  # body length, number of out-of-band buffers
+_OOB_LEN = struct.Struct("<Q")
+_ALIGN = 64
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) & ~(_ALIGN - 1)
+
+
+class Serialiser:
+    """An encoder: `code` identifies it on the wire, `insecure` ones can run code on decode."""
+
+    name: str = ""
+    code: int = 0
+    insecure: bool = False
+
+    def encode_call(self, args: Sequence[Any], kwargs: dict) -> Parts:
+        return self.encode([list(args), kwargs])
+
+    def decode_call(self, buf: memoryview, copy: bool = True) -> tuple[list, dict]:
+        obj = self.decode(buf, copy)
+        try:
+            args, kwargs = obj
+            return list(args), dict(kwargs)
+        except (TypeError, ValueError):
+            raise EncodingError(f"{self.name} call payload must be [args, kwargs], got {type(obj).__name__}")
+
+    def encode_result(self, obj: Any) -> Parts:
+        return self.encode(obj)
+
+    def decode_result(self, buf: memoryview) -> Any:
+        return self.decode(buf, True)
+
+    def encode(self, obj: Any) -> Parts:
+        raise NotImplementedError
+
+    def decode(self, buf: memoryview, copy: bool = True) -> Any:
+        raise NotImplementedError
+
+
+class RawSerialiser(Serialiser):
+    name, code = "raw", 1
+
+    def encode_call(self, args, kwargs):
+        if kwargs or len(args) != 1:
+            raise EncodingError("a raw method takes exactly one bytes argument and no keyword arguments")
+        return self.encode(args[0])
+
+    def decode_call(self, buf, copy=True):
+        return [bytes(buf)], {}
+
+    def encode(self, obj):
+        if not isinstance(obj, (bytes, bytearray, memoryview)):
+            raise EncodingError(f"a raw method sends and returns bytes, not {type(obj).__name__}")
+        return [obj]
+
+    def decode(self, buf, copy=True):
+        return bytes(buf)
+
+
+class JSONSerialiser(Serialiser):
+    name, code = "json", 2
+
+    def encode(self, obj):
+        try:
+            return [json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")]
+        except (TypeError, ValueError) as exc:
+            raise EncodingError(f"cannot encode as JSON: {exc}") from None
+
+    def decode(self, buf, copy=True):
+        try:
+            return json.loads(bytes(buf))
+        except ValueError as exc:
+            raise EncodingError(f"undecodable JSON payload: {exc}") from None
+
+
+class MsgpackSerialiser(Serialiser):
+    """msgpack, with numpy arrays (any non-object dtype, any shape) as extension types.
+
+    Layout: [body length u32][n buffers u32][body][pad to 64][len u64][buffer][pad]...
+    Small arrays are inlined in the body; large ones follow it, 64-byte aligned, so a reader
+    can wrap them with np.frombuffer in place.
+    """
+
+    name, code = "msgpack", 3
+
+    def encode(self, obj):
+        buffers: list = []
+
+        def default(value):
+            if np is not None and isinstance(value, np.ndarray):
+                return _encode_ndarray(value, buffers)
+            if np is not None and isinstance(value, np.generic):
+                return value.item()
+            if isinstance(value, (set, frozenset)):
+                return list(value)
+            raise TypeError(f"cannot encode {type(value).__name__} with msgpack")
+
+        try:
+            body = msgpack.packb(obj, default=default, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EncodingError(str(exc)) from None
+        parts: Parts = [_OOB_HEADER.pack(len(body), len(buffers)), body]
+        offset = _OOB_HEADER.size + len(body)
+        for buf in buffers:
+            pad = _align(offset) - offset
+            if pad:
+                parts.append(bytes(pad))
+            parts.append(_OOB_LEN.pack(buf.nbytes))
+            offset = _align(offset) + _OOB_LEN.size
+            pad = _align(offset) - offset
+            if pad:
+                parts.append(bytes(pad))
+            offset = _align(offset)
+            parts.append(buf)
+            offset += buf.nbytes
+        return parts
+
+    def decode(self, buf, copy=True):
+        buf = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
+        if len(buf) < _OOB_HEADER.size:
+            raise EncodingError("msgpack payload shorter than its header")
+        body_len, n_buffers = _OOB_HEADER.unpack_from(buf, 0)
+        offset = _OOB_HEADER.size + body_len
+        if offset > len(buf):
+            raise EncodingError("msgpack payload truncated")
+        buffers = []
+        for _ in range(n_buffers):
+            offset = _align(offset)
+            if offset + _OOB_LEN.size > len(buf):
+                raise EncodingError("msgpack out-of-band buffer table truncated")
+            (n,) = _OOB_LEN.unpack_from(buf, offset)
+            offset = _align(offset + _OOB_LEN.size)
+            if offset + n > len(buf):
+                raise EncodingError("msgpack out-of-band buffer truncated")
+            buffers.append(buf[offset:offset + n])
+            offset += n
+
+        def ext_hook(code, data):
+            return _decode_ndarray(code, data, buffers, copy)
+
+        try:
+            return msgpack.unpackb(buf[_OOB_HEADER.size:_OOB_HEADER.size + body_len], raw=False,
+                                   strict_map_key=False, ext_hook=ext_hook)
+        except (ValueError, TypeError, msgpack.UnpackException, IndexError) as exc:
+            raise EncodingError(f"undecodable msgpack payload: {exc}") from None
+
+
+def _encode_ndarray(arr, buffers: list):
+    if arr.dtype.hasobject:
+        raise TypeError("numpy arrays of dtype object cannot be sent with msgpack; use pickle")
+    arr = np.ascontiguousarray(arr)
+    if arr.nbytes >= OUT_OF_BAND_MIN_BYTES:
+        buffers.append(memoryview(arr).cast("B") if arr.ndim else memoryview(arr.tobytes()))
+        meta = [arr.dtype.str, list(arr.shape), len(buffers) - 1]
+        return msgpack.ExtType(_EXT_NDARRAY_OOB, msgpack.packb(meta))
+    meta = [arr.dtype.str, list(arr.shape), arr.tobytes()]
+    return msgpack.ExtType(_EXT_NDARRAY_INLINE, msgpack.packb(meta, use_bin_type=True))
+
+
+def _decode_ndarray(code: int, data: bytes, buffers: list, copy: bool):
+    if code == _EXT_NDARRAY_INLINE:
+        dtype, shape, raw = msgpack.unpackb(data, raw=False)
+        return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
+    if code == _EXT_NDARRAY_OOB:
+        dtype, shape, index = msgpack.unpackb(data, raw=False)
+        arr = np.frombuffer(buffers[index], dtype=np.dtype(dtype)).reshape(shape)
+        return arr.copy() if copy else arr
+    return msgpack.ExtType(code, data)
+
+
+class PickleSerialiser(Serialiser):
+    name, code, insecure = "pickle", 4, True
+
+    def encode(self, obj):
+        try:
+            return [pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)]
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise EncodingError(f"cannot pickle: {exc}") from None
+
+    def decode(self, buf, copy=True):
+        try:
+            return pickle.loads(buf)
+        except Exception as exc:  # unpickling can raise nearly anything
+            raise EncodingError(f"undecodable pickle payload: {exc!r}") from None
+
+
+class MarshalSerialiser(Serialiser):
+    name, code, insecure = "marshal", 5, True
+
+    def encode(self, obj):
+        try:
+            return [marshal.dumps(obj)]
+        except ValueError as exc:
+            raise EncodingError(f"cannot marshal: {exc}") from None
+
+    def decode(self, buf, copy=True):
+        try:
+            return marshal.loads(bytes(buf))
+        except (ValueError, EOFError, TypeError) as exc:
+            raise EncodingError(f"undecodable marshal payload: {exc}") from None
+
+
+SERIALISERS: dict[str, Serialiser] = {s.name: s for s in (
+    RawSerialiser(), JSONSerialiser(), MsgpackSerialiser(), PickleSerialiser(), MarshalSerialiser())}
+BY_CODE: dict[int, Serialiser] = {s.code: s for s in SERIALISERS.values()}
+
+# Replies and errors travel in msgpack whatever the method's encoder, except the result itself.
+CONTROL = SERIALISERS["msgpack"]
+
+
+def parts_size(parts: Parts) -> int:
+    return sum(memoryview(p).nbytes for p in parts)
+
+
+def join_parts(parts: Parts) -> bytes:
+    return b"".join(parts)
+
+
+def get(name_or_code: "str | int") -> Serialiser:
+    table: dict = BY_CODE if isinstance(name_or_code, int) else SERIALISERS
+    try:
+        return table[name_or_code]
+    except KeyError:
+        raise EncodingError(f"unknown encoder {name_or_code!r}; known: {', '.join(SERIALISERS)}") from None
+
+
+Encoder = Callable[[Any], Parts]

@@ -1,0 +1,1 @@
+"""Shared-memory transport: a per-service call queue, per-client channels, an event ring."""

@@ -1,0 +1,272 @@
+"""Per-client-thread call channels.
+
+A channel is a segment owned by one client thread plus a semaphore the worker posts when the
+reply is ready. The request is written at DATA_OFFSET, the reply right after it (so a
+zero-copy argument is never overwritten by its own reply). A request too large for the
+channel makes the client grow it (a new generation of the segment); a reply too large makes
+the worker write it to a one-off overflow segment, and the client grows the channel so that
+the next reply of that size fits inline.
+
+Waiting is a bounded spin on the state word, then a blocking wait on the semaphore; the spin
+is only used on x86-64, whose memory model orders the plain stores the worker makes.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import time
+from collections import OrderedDict
+from typing import Callable, Optional
+
+import posix_ipc
+
+from .. import naming
+from ..errors import CallTimeout, ServiceUnavailable, WorkerDied
+from .segment import Segment, open_semaphore, unlink_semaphore
+
+C_STATE, C_SEQ, C_REQ_LEN, C_RESP_LEN, C_WORKER_PID, C_CLIENT_PID, C_OVERFLOW, C_RESP_OFFSET = range(8)
+DATA_OFFSET = 128
+IDLE, REQUEST, CLAIMED, REPLY, ABANDONED = range(5)
+
+INITIAL_CAPACITY = 256 * 1024
+SPIN_NS = 50_000 if platform.machine() in ("x86_64", "AMD64") else 0
+POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
+
+_channel_numbers = itertools.count(1)
+
+
+def _align(n: int) -> int:
+    return (n + 63) & ~63
+
+
+def _write_parts(buf: memoryview, offset: int, parts: list) -> int:
+    for part in parts:
+        n = memoryview(part).nbytes
+        if n:
+            buf[offset:offset + n] = part if isinstance(part, (bytes, bytearray)) else memoryview(part).cast("B")
+            offset += n
+    return offset
+
+
+class ClientChannel:
+    """Owned by one thread of one client process; not thread-safe by design."""
+
+    def __init__(self, scope: str, capacity: int = INITIAL_CAPACITY):
+        self.scope = scope
+        self.pid = os.getpid()
+        self.no = next(_channel_numbers)
+        self.gen = 0
+        self.seq = 0
+        self.want_capacity = capacity
+        self.sem = open_semaphore(naming.channel_base(scope, self.pid, self.no), 0)
+        self.seg: Optional[Segment] = None
+        self._new_segment(capacity)
+
+    def _new_segment(self, capacity: int) -> None:
+        if self.seg is not None:
+            self.seg.close()
+            self.seg.unlink()
+        self.gen += 1
+        self.seg = Segment(naming.channel_segment(self.scope, self.pid, self.no, self.gen),
+                           DATA_OFFSET + capacity)
+        self.seg.q[C_CLIENT_PID] = self.pid
+
+    @property
+    def capacity(self) -> int:
+        return self.seg.size - DATA_OFFSET
+
+    def call(self, service, parts: list, size: int, decode: Callable, timeout: Optional[float],
+             unavailable_after: float):
+        """Send one request through `service` (a ServiceSegment) and decode the reply."""
+        need = _align(size) + max(self.want_capacity - _align(size), 4096)
+        if size > self.capacity or need > self.capacity:
+            self._new_segment(max(need, 2 * size + 4096))
+        seg = self.seg
+        q = seg.q
+        _write_parts(seg.buf, DATA_OFFSET, parts)
+        self.seq += 1
+        seq = self.seq
+        q[C_REQ_LEN] = size
+        q[C_WORKER_PID] = 0
+        q[C_SEQ] = seq
+        q[C_STATE] = REQUEST
+        if not service.enqueue(self.pid, self.no, self.gen, seq):
+            q[C_STATE] = IDLE
+            raise ServiceUnavailable(f"the call queue of {service.service!r} is full")
+        self._wait(service, seq, timeout, unavailable_after)
+        return self._take_reply(decode)
+
+    def _wait(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
+        q = self.seg.q
+        if SPIN_NS:
+            end = time.perf_counter_ns() + SPIN_NS
+            while q[C_STATE] != REPLY and time.perf_counter_ns() < end:
+                pass
+        start = time.monotonic()
+        unclaimed_since = None
+        while True:
+            try:
+                self.sem.acquire(POLL_S)
+                if q[C_STATE] == REPLY and q[C_SEQ] == seq:
+                    return
+                continue  # a stale post from an earlier call; keep waiting
+            except posix_ipc.BusyError:
+                pass
+            state = q[C_STATE]
+            if state == REPLY:
+                return  # replied, post still in flight
+            now = time.monotonic()
+            if state == CLAIMED:
+                unclaimed_since = None
+                worker = q[C_WORKER_PID]
+                if worker and not naming.pid_alive(worker):
+                    self.abandon()
+                    raise WorkerDied(f"worker {worker} of {service.service!r} died during the call; "
+                                     f"the call was not retried")
+            elif state == REQUEST:
+                if service.shutting_down() or service.live_worker_count() == 0:
+                    unclaimed_since = unclaimed_since or now
+                    if now - unclaimed_since >= unavailable_after:
+                        self.abandon()
+                        raise ServiceUnavailable(
+                            f"service {service.service!r} has no running worker (waited "
+                            f"{unavailable_after:.1f}s)")
+                else:
+                    unclaimed_since = None
+            if timeout is not None and now - start >= timeout:
+                self.abandon()
+                raise CallTimeout(f"call to {service.service!r} timed out after {timeout:g}s")
+
+    def _take_reply(self, decode: Callable):
+        q = self.seg.q
+        n = q[C_RESP_LEN]
+        overflow = q[C_OVERFLOW]
+        q[C_STATE] = IDLE
+        if not overflow:
+            off = q[C_RESP_OFFSET]
+            view = self.seg.buf[off:off + n]
+            try:
+                return decode(view)
+            finally:
+                view.release()
+        name = naming.channel_overflow(self.scope, self.pid, self.no, overflow)
+        seg = Segment(name)
+        seg.unlink()
+        self.want_capacity = max(self.want_capacity, _align(q[C_REQ_LEN]) + n + 4096)
+        view = seg.buf[:n]
+        try:
+            return decode(view)
+        finally:
+            view.release()
+            seg.close()
+
+    def abandon(self) -> None:
+        """Give up on this channel: a late reply must not reach the next call."""
+        if self.seg is not None:
+            self.seg.q[C_STATE] = ABANDONED
+        self.close()
+
+    def close(self) -> None:
+        if self.seg is not None:
+            self.seg.close()
+            self.seg.unlink()
+            self.seg = None
+        if self.sem is not None:
+            try:
+                self.sem.unlink()
+            except posix_ipc.ExistentialError:
+                pass
+            self.sem.close()
+            self.sem = None
+
+    @property
+    def closed(self) -> bool:
+        return self.seg is None
+
+
+class WorkerChannels:
+    """The worker's view of client channels: an LRU of mapped segments and semaphores."""
+
+    def __init__(self, scope: str, max_open: int = 256):
+        self.scope = scope
+        self.max_open = max_open
+        self.open: OrderedDict[tuple[int, int], tuple[int, Segment, posix_ipc.Semaphore]] = OrderedDict()
+
+    def get(self, pid: int, no: int, gen: int) -> Optional[tuple[Segment, posix_ipc.Semaphore]]:
+        key = (pid, no)
+        entry = self.open.get(key)
+        if entry is not None and entry[0] == gen:
+            self.open.move_to_end(key)
+            return entry[1], entry[2]
+        if entry is not None:
+            self._drop(key)
+        try:
+            seg = Segment(naming.channel_segment(self.scope, pid, no, gen))
+        except posix_ipc.ExistentialError:
+            return None  # the client went away
+        try:
+            sem = open_semaphore(naming.channel_base(self.scope, pid, no))
+        except posix_ipc.ExistentialError:
+            seg.close()
+            return None
+        self.open[key] = (gen, seg, sem)
+        while len(self.open) > self.max_open:
+            self._drop(next(iter(self.open)))
+        return seg, sem
+
+    def _drop(self, key) -> None:
+        _, seg, sem = self.open.pop(key)
+        seg.close()
+        try:
+            sem.close()
+        except posix_ipc.Error:
+            pass
+
+    def close(self) -> None:
+        for key in list(self.open):
+            self._drop(key)
+
+
+def serve_request(channels: WorkerChannels, entry: tuple[int, int, int, int], handle: Callable,
+                  my_pid: int) -> bool:
+    """Worker side of one call: claim, run `handle(request_view) -> parts`, reply. False if stale."""
+    pid, no, gen, seq = entry
+    found = channels.get(pid, no, gen)
+    if found is None:
+        return False
+    seg, sem = found
+    q = seg.q
+    if q[C_STATE] != REQUEST or q[C_SEQ] != seq:
+        return False
+    q[C_WORKER_PID] = my_pid
+    q[C_STATE] = CLAIMED
+    req_len = q[C_REQ_LEN]
+    request = seg.buf[DATA_OFFSET:DATA_OFFSET + req_len]
+    try:
+        parts = handle(request)
+    finally:
+        request.release()
+    if q[C_STATE] != CLAIMED or q[C_SEQ] != seq:
+        return True  # the client gave up (timeout); nobody wants this reply
+    size = sum(memoryview(p).nbytes for p in parts)
+    offset = _align(DATA_OFFSET + req_len)
+    if offset + size <= seg.size:
+        _write_parts(seg.buf, offset, parts)
+        q[C_OVERFLOW] = 0
+        q[C_RESP_OFFSET] = offset
+    else:
+        name = naming.channel_overflow(channels.scope, pid, no, seq)
+        try:
+            overflow = Segment(name, max(size, 1), exclusive=False)
+        except posix_ipc.Error:
+            return True
+        try:
+            _write_parts(overflow.buf, 0, parts)
+        finally:
+            overflow.close()
+        q[C_OVERFLOW] = seq
+    q[C_RESP_LEN] = size
+    q[C_STATE] = REPLY
+    sem.release()
+    return True

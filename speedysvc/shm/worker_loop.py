@@ -1,0 +1,110 @@
+"""The worker's main loop: wait for a queued call, serve it, keep the worker table current."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Optional
+
+import posix_ipc
+
+from .. import serialisers
+from ..dispatch import Dispatcher
+from . import service_segment as ss
+from .channel import SPIN_NS, WorkerChannels, serve_request
+from .events import EventRing
+
+IDLE_WAIT_S = 0.5      # heartbeat and stop-flag cadence of an idle worker
+STATS_EVERY_NS = 1_000_000_000
+
+
+class Publisher:
+    """What ServerMethodsBase.publish() calls: msgpack-encodes the payload into the event ring."""
+
+    def __init__(self, ring: EventRing):
+        self.ring = ring
+        self.lock = threading.Lock()  # in-process services publish from several threads
+
+    def publish(self, topic: str, payload) -> int:
+        data = serialisers.join_parts(serialisers.CONTROL.encode(payload))
+        with self.lock:
+            return self.ring.publish(topic, data)
+
+
+class ShmWorker:
+    def __init__(self, dispatcher: Dispatcher, segment: ss.ServiceSegment, slot: int, worker_id: int,
+                 stop_event: Optional[threading.Event] = None):
+        self.dispatcher = dispatcher
+        self.seg = segment
+        self.slot = slot
+        self.worker_id = worker_id
+        self.stop_event = stop_event or threading.Event()
+        self.channels = WorkerChannels(segment.scope)
+        self.pid = os.getpid()
+        self.parent_pid = os.getppid()
+
+    def stop_requested(self) -> bool:
+        return (self.stop_event.is_set() or self.seg.worker_word(self.slot, ss.W_STOP) == 1
+                or self.seg.shutting_down())
+
+    def run(self) -> None:
+        seg, slot = self.seg, self.slot
+        seg.set_worker_word(slot, ss.W_PID, self.pid)
+        seg.set_worker_word(slot, ss.W_WORKER_ID, self.worker_id)
+        seg.set_worker_word(slot, ss.W_STARTED_NS, time.time_ns())
+        seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, time.time_ns())
+        seg.set_worker_word(slot, ss.W_STATE, ss.IDLE)
+        next_stats = 0
+        try:
+            while not self.stop_requested():
+                now = time.time_ns()
+                seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, now)
+                if now >= next_stats:
+                    seg.write_stats(slot, self.dispatcher.export_stats())
+                    next_stats = now + STATS_EVERY_NS
+                if not self._wait_for_call():
+                    continue
+                entry = seg.dequeue()
+                if entry is None:
+                    continue
+                self._serve(entry)
+        finally:
+            seg.write_stats(slot, self.dispatcher.export_stats())
+            seg.set_worker_word(slot, ss.W_STATE, ss.EXITED)
+            self.channels.close()
+
+    def _wait_for_call(self) -> bool:
+        sem = self.seg.queue_sem
+        if SPIN_NS:
+            end = time.perf_counter_ns() + SPIN_NS
+            has_queued = self.seg.has_queued
+            while time.perf_counter_ns() < end:
+                if has_queued():
+                    try:
+                        sem.acquire(0)
+                        return True
+                    except posix_ipc.BusyError:
+                        pass  # another worker took it
+        try:
+            sem.acquire(IDLE_WAIT_S)
+            return True
+        except (posix_ipc.BusyError, posix_ipc.SignalError):
+            return False
+
+    def _serve(self, entry) -> None:
+        seg, slot = self.seg, self.slot
+        start = time.time_ns()
+        seg.set_worker_word(slot, ss.W_BUSY_SINCE_NS, start)
+        seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, start)
+        seg.set_worker_word(slot, ss.W_CLIENT_PID, entry[0])
+        seg.set_worker_word(slot, ss.W_STATE, ss.BUSY)
+        try:
+            serve_request(self.channels, entry, self.dispatcher.handle, self.pid)
+        finally:
+            end = time.time_ns()
+            seg.set_worker_word(slot, ss.W_STATE, ss.IDLE)
+            seg.set_worker_word(slot, ss.W_BUSY_SINCE_NS, 0)
+            seg.set_worker_word(slot, ss.W_BUSY_NS, seg.worker_word(slot, ss.W_BUSY_NS) + end - start)
+            seg.set_worker_word(slot, ss.W_CALLS, self.dispatcher.calls)
+            seg.set_worker_word(slot, ss.W_ERRORS, self.dispatcher.errors)
+            seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, end)

@@ -1,0 +1,1 @@
+"""TCP transport: frames, the gateway that forwards to a pool, and NetworkClient."""

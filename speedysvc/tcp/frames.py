@@ -1,0 +1,183 @@
+"""The TCP wire format: versioned, length-prefixed frames with optional compression.
+
+Header (18 bytes, little-endian): magic b"SV", version u8, kind u8, codec u8, flags u8,
+request id u32, body length u64. The body of CALL and REPLY frames is the dispatch request
+and reply format, compressed with `codec` when it is not 0.
+
+Connection: server sends HELLO {version, service, auth, nonce, codecs, max_frame}; when a
+secret is configured the client answers AUTH with HMAC-SHA256(secret, "speedysvc-auth-v1" +
+nonce) and the server replies AUTH_OK, or ERROR and closes. Then CALL/REPLY, SUBSCRIBE/EVENT.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+import struct
+import zlib
+from typing import Optional
+
+from ..errors import PayloadTooLarge, ProtocolError
+
+MAGIC = b"SV"
+VERSION = 1
+HEADER = struct.Struct("<2sBBBBIQ")
+HEADER_SIZE = HEADER.size
+
+HELLO, AUTH, AUTH_OK, CALL, REPLY, ERROR, SUBSCRIBE, EVENT, PING, PONG = range(1, 11)
+KIND_NAMES = {HELLO: "HELLO", AUTH: "AUTH", AUTH_OK: "AUTH_OK", CALL: "CALL", REPLY: "REPLY",
+              ERROR: "ERROR", SUBSCRIBE: "SUBSCRIBE", EVENT: "EVENT", PING: "PING", PONG: "PONG"}
+
+DEFAULT_MAX_FRAME = 1 << 30        # 1 GiB
+COMPRESS_MIN_BYTES = 1024          # smaller bodies are never worth compressing
+AUTH_CONTEXT = b"speedysvc-auth-v1"
+
+CODEC_NONE, CODEC_ZLIB, CODEC_LZ4, CODEC_ZSTD = 0, 1, 2, 3
+CODEC_BY_NAME = {"none": CODEC_NONE, "zlib": CODEC_ZLIB, "lz4": CODEC_LZ4, "zstd": CODEC_ZSTD}
+
+
+def available_codecs() -> list[str]:
+    names = ["none", "zlib"]
+    try:
+        import lz4.frame  # noqa: F401
+        names.append("lz4")
+    except ImportError:
+        pass
+    try:
+        import zstandard  # noqa: F401
+        names.append("zstd")
+    except ImportError:
+        pass
+    return names
+
+
+def compress(codec: int, data: bytes) -> bytes:
+    if codec == CODEC_ZLIB:
+        return zlib.compress(data, 1)
+    if codec == CODEC_LZ4:
+        import lz4.frame
+        return lz4.frame.compress(data)
+    if codec == CODEC_ZSTD:
+        import zstandard
+        return zstandard.ZstdCompressor(level=1).compress(data)
+    return data
+
+
+def decompress(codec: int, data: bytes, max_size: int) -> bytes:
+    """Decompress, refusing output larger than max_size (no decompression bombs)."""
+    try:
+        if codec == CODEC_NONE:
+            return data
+        if codec == CODEC_ZLIB:
+            d = zlib.decompressobj()
+            out = d.decompress(data, max_size + 1)
+            if d.unconsumed_tail or len(out) > max_size:
+                raise PayloadTooLarge(f"decompressed frame exceeds {max_size} bytes")
+            return out
+        if codec == CODEC_LZ4:
+            import lz4.frame
+            d = lz4.frame.LZ4FrameDecompressor()
+            out = d.decompress(data, max_length=max_size + 1)
+            if len(out) > max_size or not d.eof:
+                raise PayloadTooLarge(f"decompressed frame exceeds {max_size} bytes or is truncated")
+            return out
+        if codec == CODEC_ZSTD:
+            import zstandard
+            d = zstandard.ZstdDecompressor().decompressobj()
+            out = d.decompress(data)
+            if len(out) > max_size:
+                raise PayloadTooLarge(f"decompressed frame exceeds {max_size} bytes")
+            return out
+    except (zlib.error, RuntimeError, ValueError, ImportError) as exc:
+        raise ProtocolError(f"undecodable compressed frame (codec {codec}): {exc}") from None
+    except Exception as exc:  # zstandard.ZstdError and lz4 errors have no common base
+        if isinstance(exc, (PayloadTooLarge, ProtocolError)):
+            raise
+        raise ProtocolError(f"undecodable compressed frame (codec {codec}): {exc}") from None
+    raise ProtocolError(f"unknown compression codec {codec}")
+
+
+def pack_header(kind: int, request_id: int, length: int, codec: int = 0, flags: int = 0) -> bytes:
+    return HEADER.pack(MAGIC, VERSION, kind, codec, flags, request_id & 0xFFFFFFFF, length)
+
+
+def parse_header(data: bytes, max_frame: int) -> tuple[int, int, int, int, int]:
+    """-> (kind, codec, flags, request id, body length); ProtocolError on anything malformed."""
+    if len(data) != HEADER_SIZE:
+        raise ProtocolError(f"truncated frame header ({len(data)} of {HEADER_SIZE} bytes)")
+    magic, version, kind, codec, flags, request_id, length = HEADER.unpack(data)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}: not a speedysvc peer")
+    if version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {version} (this side speaks {VERSION})")
+    if kind not in KIND_NAMES:
+        raise ProtocolError(f"unknown frame kind {kind}")
+    if codec not in (CODEC_NONE, CODEC_ZLIB, CODEC_LZ4, CODEC_ZSTD):
+        raise ProtocolError(f"unknown compression codec {codec}")
+    if length > max_frame:
+        raise PayloadTooLarge(f"frame of {length} bytes exceeds the maximum of {max_frame}")
+    return kind, codec, flags, request_id, length
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ConnectionError(f"connection closed after {got} of {n} bytes")
+        got += k
+    return buf
+
+
+def read_frame(sock: socket.socket, max_frame: int) -> tuple[int, int, int, int, bytearray]:
+    """-> (kind, codec, flags, request id, decompressed body)."""
+    kind, codec, flags, request_id, length = parse_header(bytes(recv_exact(sock, HEADER_SIZE)), max_frame)
+    body = recv_exact(sock, length) if length else bytearray()
+    if codec:
+        body = bytearray(decompress(codec, bytes(body), max_frame))
+    return kind, codec, flags, request_id, body
+
+
+def send_frame(sock: socket.socket, kind: int, request_id: int, parts: list, codec: int = 0,
+               flags: int = 0) -> None:
+    size = sum(memoryview(p).nbytes for p in parts)
+    if codec and size >= COMPRESS_MIN_BYTES:
+        body = compress(codec, b"".join(bytes(p) if not isinstance(p, bytes) else p for p in parts))
+        parts, size = [body], len(body)
+    else:
+        codec = 0
+    sendall_parts(sock, [pack_header(kind, request_id, size, codec, flags), *parts])
+
+
+def sendall_parts(sock: socket.socket, parts: list) -> None:
+    """Gather-write without concatenating (large arrays are not copied again)."""
+    views = [memoryview(p).cast("B") for p in parts if memoryview(p).nbytes]
+    while views:
+        sent = sock.sendmsg(views[:512])
+        while sent and views:
+            n = views[0].nbytes
+            if sent >= n:
+                sent -= n
+                views.pop(0)
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
+
+
+def auth_digest(secret: str, nonce: bytes) -> bytes:
+    return hmac.new(secret.encode("utf-8"), AUTH_CONTEXT + nonce, hashlib.sha256).digest()
+
+
+def check_auth(secret: str, nonce: bytes, digest: bytes) -> bool:
+    return hmac.compare_digest(auth_digest(secret, nonce), bytes(digest))
+
+
+def codec_for(name: Optional[str]) -> int:
+    if not name:
+        return CODEC_NONE
+    try:
+        return CODEC_BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown compression {name!r}; choose from {', '.join(CODEC_BY_NAME)}") from None

@@ -1,0 +1,209 @@
+"""NetworkClient: calls a service over TCP (through its gateway).
+
+Each thread has its own connection, so calls never interleave on a socket. A call whose
+request was sent but whose reply never came raises (CallTimeout, WorkerDied or
+ServiceUnavailable) and is never re-sent: the connection is dropped and the next call opens
+a new one.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+from typing import Any, Optional, Sequence
+
+from .. import dispatch, remote_errors, serialisers
+from ..errors import (AuthenticationError, CallTimeout, MethodNotFound, ProtocolError, ServiceUnavailable)
+from . import frames
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+class _Connection:
+    def __init__(self, host: str, port: int, service: str, secret: Optional[str], timeout: float,
+                 max_frame: int):
+        try:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise ServiceUnavailable(f"cannot connect to {service!r} at {host}:{port}: {exc}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.ids = itertools.count(1)
+        self.max_frame = max_frame
+        try:
+            kind, _, _, _, body = frames.read_frame(self.sock, 1 << 20)
+            if kind == frames.ERROR:
+                raise ServiceUnavailable(serialisers.CONTROL.decode(memoryview(body)).get("message"))
+            if kind != frames.HELLO:
+                raise ProtocolError(f"expected HELLO from {host}:{port}, got {frames.KIND_NAMES[kind]}")
+            self.hello = serialisers.CONTROL.decode(memoryview(body))
+            if self.hello.get("service") != service:
+                raise ServiceUnavailable(f"{host}:{port} serves {self.hello.get('service')!r}, not {service!r}")
+            if self.hello.get("auth"):
+                if not secret:
+                    raise AuthenticationError(f"{service!r} at {host}:{port} requires a shared secret")
+                frames.send_frame(self.sock, frames.AUTH, 0, [frames.auth_digest(secret, self.hello["nonce"])])
+                kind, _, _, _, body = frames.read_frame(self.sock, 1 << 20)
+                if kind != frames.AUTH_OK:
+                    raise AuthenticationError(f"{service!r} at {host}:{port} refused the shared secret")
+        except (ConnectionError, socket.timeout) as exc:
+            self.close()
+            raise ServiceUnavailable(f"handshake with {service!r} at {host}:{port} failed: {exc}") from None
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class NetworkClient:
+    transport = "tcp"
+
+    def __init__(self, service: Any, host: str = "127.0.0.1", port: Optional[int] = None, *,
+                 secret: Optional[str] = None, timeout: Optional[float] = DEFAULT_TIMEOUT,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, compression: Optional[str] = None,
+                 max_frame: int = frames.DEFAULT_MAX_FRAME):
+        self.service_name = service if isinstance(service, str) else service.service_name()
+        if port is None:
+            port = None if isinstance(service, str) else service.port
+        if port is None:
+            raise ValueError(f"no port given for {self.service_name!r} and the service class sets none")
+        self.host, self.port = host, int(port)
+        self.secret = secret if secret is not None else os.environ.get("SPEEDYSVC_TCP_SECRET")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_frame = max_frame
+        self.codec = frames.codec_for(compression)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[_Connection] = []
+        self.closed = False
+        self.description = self.call(dispatch.DESCRIBE)
+        self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
+        if compression and compression not in self._conn().hello.get("codecs", []):
+            raise ValueError(f"the server does not support {compression!r} compression")
+
+    def _conn(self) -> _Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _Connection(self.host, self.port, self.service_name, self.secret, self.connect_timeout,
+                               self.max_frame)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            with self._lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+
+    def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
+             timeout: Optional[float] = None) -> Any:
+        if self.closed:
+            raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
+        methods = getattr(self, "methods", None)
+        encoder = "msgpack" if methods is None else methods.get(method)
+        if encoder is None:
+            if method not in (dispatch.DESCRIBE, dispatch.PING):
+                raise MethodNotFound(f"service {self.service_name!r} has no method {method!r}; "
+                                     f"it has: {', '.join(sorted(methods)) or 'none'}")
+            encoder = "msgpack"
+        serialiser = serialisers.SERIALISERS[encoder]
+        parts = dispatch.encode_request(method, serialiser.code, serialiser.encode_call(args, kwargs or {}))
+        timeout = self.timeout if timeout is None else timeout
+        conn = self._conn()
+        request_id = next(conn.ids)
+        try:
+            conn.sock.settimeout(timeout)
+            frames.send_frame(conn.sock, frames.CALL, request_id, parts, self.codec, flags=self.codec)
+        except (BrokenPipeError, ConnectionResetError):
+            # the server closed this idle connection; nothing of this call reached it: resend once
+            self._drop()
+            conn = self._conn()
+            conn.sock.settimeout(timeout)
+            frames.send_frame(conn.sock, frames.CALL, request_id, parts, self.codec, flags=self.codec)
+        try:
+            while True:
+                kind, _, _, rid, body = frames.read_frame(conn.sock, self.max_frame)
+                if kind == frames.REPLY and rid == request_id:
+                    break
+                if kind == frames.ERROR:
+                    info = serialisers.CONTROL.decode(memoryview(body))
+                    self._drop()
+                    raise remote_errors.dict_to_exception(info)
+        except socket.timeout:
+            self._drop()
+            raise CallTimeout(f"call {method!r} to {self.service_name!r} timed out after {timeout:g}s") from None
+        except ConnectionError as exc:
+            self._drop()
+            raise ServiceUnavailable(f"connection to {self.service_name!r} lost during call {method!r} "
+                                     f"({exc}); the call was not retried") from None
+        return dispatch.decode_reply(memoryview(body), serialiser)
+
+    def describe(self) -> dict:
+        return self.description
+
+    def subscribe(self, topics: Optional[Sequence[str]] = None):
+        from ..client import Subscription
+        return Subscription(_TcpEventSource(self), topics)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _TcpEventSource:
+    """A dedicated connection that receives EVENT frames."""
+
+    def __init__(self, client: NetworkClient):
+        self.conn = _Connection(client.host, client.port, client.service_name, client.secret,
+                                client.connect_timeout, client.max_frame)
+        self.conn.sock.settimeout(client.connect_timeout)
+        frames.send_frame(self.conn.sock, frames.SUBSCRIBE, 1, serialisers.CONTROL.encode({"topics": None}))
+        while True:  # wait for the acknowledgement: events after it are ours
+            kind, _, _, rid, body = frames.read_frame(self.conn.sock, client.max_frame)
+            if kind == frames.REPLY and rid == 1:
+                break
+        self.max_frame = client.max_frame
+        self.missed = 0
+        self._last_seq = None
+
+    def poll(self, timeout: Optional[float]):
+        self.conn.sock.settimeout(timeout)
+        try:
+            kind, _, _, _, body = frames.read_frame(self.conn.sock, self.max_frame)
+        except socket.timeout:
+            return
+        except ConnectionError as exc:
+            raise ServiceUnavailable(f"event connection lost: {exc}") from None
+        if kind != frames.EVENT:
+            return
+        seq, topic, topic_seq, payload = serialisers.CONTROL.decode(memoryview(body))
+        if self._last_seq is not None and seq > self._last_seq + 1:
+            self.missed += seq - self._last_seq - 1
+        self._last_seq = seq
+        yield seq, topic, topic_seq, payload
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,87 @@
+"""One worker process: `python -m speedysvc.worker_main --service module:Class --scope S --slot N`.
+
+Started by a pool (serve() or the supervisor), which has already created the service segment
+and reserved the worker's slot. The worker dies with its parent: PR_SET_PDEATHSIG covers a
+parent killed with SIGKILL, so a crashed supervisor never leaves orphans.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+
+from .dispatch import Dispatcher
+from .methods import create_instance
+from .shm.events import EventRing
+from .shm.service_segment import ServiceSegment
+from .shm.worker_loop import Publisher, ShmWorker
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the heartbeat check of the parent remains
+        pass
+
+
+def import_class(path: str) -> type:
+    module_name, _, attr = path.partition(":")
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="speedysvc.worker_main")
+    parser.add_argument("--service", required=True, help="module:Class of the ServerMethodsBase subclass")
+    parser.add_argument("--scope", required=True)
+    parser.add_argument("--name", required=True, help="service name (shm segment)")
+    parser.add_argument("--slot", type=int, required=True)
+    parser.add_argument("--worker-id", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--allow-insecure", type=int, choices=(0, 1), default=None)
+    args = parser.parse_args(argv)
+
+    die_with_parent()
+    if args.parent_pid and os.getppid() != args.parent_pid:
+        return 1  # the parent died before prctl took effect
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())  # the pool decides; Ctrl-C goes to it
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s [{args.name} w{args.worker_id} pid %(process)d] %(name)s: %(message)s")
+
+    service_cls = import_class(args.service)
+    segment = ServiceSegment.open(args.scope, args.name)
+    ring = EventRing(args.scope, args.name)
+    instance = create_instance(service_cls)
+    instance._speedysvc_publisher = Publisher(ring)
+    instance.on_start()
+    allow = None if args.allow_insecure is None else bool(args.allow_insecure)
+    worker = ShmWorker(Dispatcher(instance, allow), segment, args.slot, args.worker_id, stop)
+    try:
+        worker.run()
+    finally:
+        try:
+            instance.on_stop()
+        finally:
+            ring.close()
+            segment.close()
+            sys.stdout.flush()
+            sys.stderr.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

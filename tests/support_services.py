@@ -1,0 +1,82 @@
+"""Service classes the tests run in real worker processes (importable by module path)."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+
+from speedysvc import (ServerMethodsBase, json_method, marshal_method, msgpack_method, pickle_method,
+                       raw_method)
+
+
+class EchoError(Exception):
+    """A user-defined exception type that must re-raise in the client as itself."""
+
+
+class Echo(ServerMethodsBase):
+    name = "echo"
+    port = 15555
+
+    @msgpack_method
+    def echo(self, data, suffix="!"):
+        if isinstance(data, str):
+            return data + suffix
+        return data
+
+    @raw_method
+    def echo_raw(self, data):
+        return data
+
+    @json_method
+    def echo_json(self, *args, **kwargs):
+        return [list(args), kwargs]
+
+    @pickle_method
+    def echo_pickle(self, obj):
+        return obj
+
+    @marshal_method
+    def echo_marshal(self, obj):
+        return obj
+
+    @msgpack_method
+    def array_info(self, arr):
+        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "sum": float(np.asarray(arr, dtype=float).sum())}
+
+    @msgpack_method
+    def tagged(self, client_id, n):
+        return [client_id, n, os.getpid()]
+
+    @msgpack_method
+    def pid(self):
+        return os.getpid()
+
+    @msgpack_method
+    def sleep(self, seconds):
+        time.sleep(seconds)
+        return seconds
+
+    @msgpack_method
+    def die(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @msgpack_method
+    def fail_builtin(self, message):
+        raise ValueError(message)
+
+    @msgpack_method
+    def fail_custom(self, message):
+        raise EchoError(message)
+
+    @msgpack_method
+    def publish_many(self, topic, n, start=0):
+        for i in range(start, start + n):
+            self.publish(topic, {"i": i})
+        return n
+
+    @msgpack_method
+    def print_line(self, text):
+        print(text, flush=True)
+        return True
