@@ -40,7 +40,7 @@ def fit_counter(*values, model, report, by=1, delay=0.0, gate=None):
     if delay:
         time.sleep(delay)
     total = sum(float(numpy.sum(v)) for v in values)
-    return {**model, "count": model["count"] + by + total}
+    return {**model, "count": model["count"] + float(numpy.sum(by)) + total}
 
 
 @plugins.predict([COUNTER])
