@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
+from typing import Callable
 from urllib.parse import urlsplit
 
 from flask import (Blueprint, Flask, Response, current_app, jsonify, redirect, render_template,
@@ -27,9 +28,11 @@ class LoginThrottle:
     """Slows password guessing: after `limit` failures from one address within `window`
     seconds, further attempts from it are refused until the oldest failure ages out."""
 
-    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
+    def __init__(self, limit: int = 5, window: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window = window
+        self.clock = clock
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
@@ -41,7 +44,7 @@ class LoginThrottle:
 
     def retry_after(self, address: str) -> float:
         """Seconds until `address` may try again; 0 if it may try now."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             failures = self._recent(address, now)
             if len(failures) < self.limit:
@@ -50,7 +53,8 @@ class LoginThrottle:
 
     def failed(self, address: str) -> None:
         with self._lock:
-            self._recent(address, time.monotonic()).append(time.monotonic())
+            now = self.clock()
+            self._recent(address, now).append(now)
 
     def succeeded(self, address: str) -> None:
         with self._lock:

@@ -1,0 +1,99 @@
+"""HTML pages: overview, service page, stop confirmation, errors and response headers."""
+from __future__ import annotations
+
+import re
+
+
+def test_overview_lists_every_service_with_its_numbers(client, fake_control):
+    html = client.get("/").get_data(as_text=True)
+    for name in ("echo", "aimm_engine", "device_api"):
+        assert f'data-service="{name}"' in html
+        assert f'href="/services/{name}"' in html
+    assert "2 / 2–4" in html                      # echo: current / min–max workers
+    assert "ImportError: no module named" in html  # device_api's last error is shown
+    assert 'badge-failed' in html
+    assert "MiB" in html and "%" in html and "/s" in html
+
+
+def test_overview_has_actions_for_each_service(client):
+    html = client.get("/").get_data(as_text=True)
+    assert html.count('data-action="restart"') == 3
+    # Stop goes through a confirmation page, never a direct POST from the overview.
+    assert 'action="/services/echo/stop" method' not in html
+    assert re.search(r'<form method="get" action="/services/echo/stop"', html)
+
+
+def test_overview_with_no_services(fake_control, app):
+    fake_control.services.clear()
+    html = app.test_client().get("/").get_data(as_text=True)
+    assert "runs no services" in html
+
+
+def test_service_page_shows_workers_and_chart_slots(client, fake_control):
+    response = client.get("/services/echo")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    for pid in fake_control.pids("echo"):
+        assert f">{pid}<" in html
+    for chart in ("memory", "cpu", "calls", "latency"):
+        assert f'data-chart="{chart}"' in html
+    assert 'data-window="24h"' in html
+    assert 'id="log"' in html and 'id="log-level"' in html
+
+
+def test_service_page_accepts_each_window(client):
+    for window in ("5m", "1h", "24h", "all"):
+        html = client.get(f"/services/echo?window={window}").get_data(as_text=True)
+        assert f'class="active">' in html and f'data-window="{window}" class="active"' in html
+
+
+def test_unknown_service_page_is_404_naming_known_services(client):
+    response = client.get("/services/nope")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert "Unknown service &#39;nope&#39;" in html
+    assert "aimm_engine, device_api, echo" in html
+
+
+def test_bad_window_is_400_listing_valid_windows(client):
+    response = client.get("/services/echo?window=2h")
+    assert response.status_code == 400
+    assert "window must be one of 5m, 1h, 24h, all" in response.get_data(as_text=True)
+
+
+def test_stop_confirmation_page_posts_with_confirm(client, fake_control):
+    response = client.get("/services/echo/stop")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Stop echo?" in html
+    assert 'name="confirm" value="yes"' in html and 'method="post"' in html
+    assert ("stop", ("echo",)) not in fake_control.calls
+
+
+def test_unknown_page_is_404_with_a_way_back(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert "There is no page at /no/such/page" in response.get_data(as_text=True)
+
+
+def test_unreachable_supervisor_is_503_with_explanation(client, fake_control):
+    fake_control.unreachable = True
+    response = client.get("/")
+    assert response.status_code == 503
+    assert "cannot reach the supervisor" in response.get_data(as_text=True)
+
+
+def test_security_headers(client):
+    response = client.get("/")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_pages_load_nothing_from_other_sites(client):
+    for url in ("/", "/services/echo", "/services/echo/stop"):
+        html = client.get(url).get_data(as_text=True)
+        for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
+            assert ref.startswith(("/", "?")), f"{url} refers to {ref}"
+        assert "<script>" not in html and " on" + "click=" not in html  # CSP forbids inline script
