@@ -16,6 +16,7 @@ from .monitoring.latency_histogram import latency_bucket
 
 REQUEST_HEADER = struct.Struct("<BBH")
 REPLY_HEADER = struct.Struct("<B7x")
+OK_HEADER = REPLY_HEADER.pack(0)
 STATUS_OK = 0
 STATUS_ERROR = 1
 FLAG_NETWORK = 1  # set by the TCP gateway: pickle/marshal refused unless allowed
@@ -29,17 +30,21 @@ def encode_request(method: str, encoder_code: int, payload_parts: list, flags: i
     return [REQUEST_HEADER.pack(encoder_code, flags, len(name)), name, *payload_parts]
 
 
-def parse_request(buf: memoryview) -> tuple[int, int, str, memoryview]:
+def parse_request(buf: memoryview, names: Optional[dict] = None) -> tuple[int, int, str, memoryview]:
+    """`names` caches method-name bytes -> str (the worker's hot path)."""
     if len(buf) < REQUEST_HEADER.size:
         raise errors.ProtocolError("request shorter than its header")
     code, flags, name_len = REQUEST_HEADER.unpack_from(buf, 0)
     end = REQUEST_HEADER.size + name_len
     if end > len(buf):
         raise errors.ProtocolError("request truncated inside the method name")
-    try:
-        name = bytes(buf[REQUEST_HEADER.size:end]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise errors.ProtocolError("method name is not valid UTF-8") from None
+    raw = bytes(buf[REQUEST_HEADER.size:end])
+    name = names.get(raw) if names is not None else None
+    if name is None:
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.ProtocolError("method name is not valid UTF-8") from None
     return code, flags, name, buf[end:]
 
 
@@ -82,6 +87,7 @@ class Dispatcher:
         self.specs = cls.methods()
         self.bound = {name: getattr(instance, name) for name in self.specs}
         self.description = cls.describe()
+        self.names = {name.encode("utf-8"): name for name in self.specs}
         self.stats: dict[str, MethodStats] = {}
         self.calls = 0
         self.errors = 0
@@ -92,7 +98,7 @@ class Dispatcher:
         name = "?"
         failed = True
         try:
-            code, flags, name, payload = parse_request(request)
+            code, flags, name, payload = parse_request(request, self.names)
             parts = self._invoke(code, flags, name, payload)
             failed = False
             return parts
@@ -130,7 +136,7 @@ class Dispatcher:
                 f"force_insecure_serialisation=true for this service to allow it")
         args, kwargs = serialiser.decode_call(payload, copy=not spec.zero_copy)
         result = self.bound[name](*args, **kwargs)
-        return [REPLY_HEADER.pack(STATUS_OK), *serialiser.encode_result(result)]
+        return [OK_HEADER, *serialiser.encode_result(result)]
 
     @staticmethod
     def _error_reply(exc: BaseException) -> list:

@@ -183,7 +183,8 @@ class MsgpackSerialiser(Serialiser):
 def _encode_ndarray(arr, buffers: list):
     if arr.dtype.hasobject:
         raise TypeError("numpy arrays of dtype object cannot be sent with msgpack; use pickle")
-    arr = np.ascontiguousarray(arr)
+    if not arr.flags.c_contiguous:  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+        arr = arr.copy(order="C")
     if arr.nbytes >= OUT_OF_BAND_MIN_BYTES:
         buffers.append(memoryview(arr).cast("B") if arr.ndim else memoryview(arr.tobytes()))
         meta = [arr.dtype.str, list(arr.shape), len(buffers) - 1]
@@ -244,7 +245,7 @@ CONTROL = SERIALISERS["msgpack"]
 
 
 def parts_size(parts: Parts) -> int:
-    return sum(memoryview(p).nbytes for p in parts)
+    return sum(len(p) if p.__class__ is bytes else memoryview(p).nbytes for p in parts)
 
 
 def join_parts(parts: Parts) -> bytes:

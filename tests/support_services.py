@@ -80,3 +80,22 @@ class Echo(ServerMethodsBase):
     def print_line(self, text):
         print(text, flush=True)
         return True
+
+
+class Counter(ServerMethodsBase):
+    """Records each executed call in a file, so tests can tell whether a call ran twice."""
+    name = "counter"
+    port = 15556
+
+    @msgpack_method
+    def record_then_die(self, path):
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @msgpack_method
+    def record_then_sleep(self, path, seconds):
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(seconds)
+        return "slept"

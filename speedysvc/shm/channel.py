@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import posix_ipc
 
 from .. import naming
+from ..serialisers import parts_size
 from ..errors import CallTimeout, ServiceUnavailable, WorkerDied
 from .segment import Segment, open_semaphore, unlink_semaphore
 
@@ -30,7 +31,10 @@ DATA_OFFSET = 128
 IDLE, REQUEST, CLAIMED, REPLY, ABANDONED = range(5)
 
 INITIAL_CAPACITY = 256 * 1024
-SPIN_NS = 50_000 if platform.machine() in ("x86_64", "AMD64") else 0
+# Spin long enough to cover a call plus the scheduler's wake-up latency (tens of µs on VMs):
+# if both sides gave up sooner, every call would pay two wake-ups.
+SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "300")) * 1000 \
+    if platform.machine() in ("x86_64", "AMD64") else 0
 POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
 
 _channel_numbers = itertools.count(1)
@@ -42,11 +46,16 @@ def _align(n: int) -> int:
 
 def _write_parts(buf: memoryview, offset: int, parts: list) -> int:
     for part in parts:
-        n = memoryview(part).nbytes
-        if n:
-            buf[offset:offset + n] = part if isinstance(part, (bytes, bytearray)) else memoryview(part).cast("B")
-            offset += n
+        if part.__class__ is bytes:
+            n = len(part)
+            buf[offset:offset + n] = part
+        else:
+            part = memoryview(part).cast("B")
+            n = part.nbytes
+            buf[offset:offset + n] = part
+        offset += n
     return offset
+
 
 
 class ClientChannel:
@@ -249,7 +258,7 @@ def serve_request(channels: WorkerChannels, entry: tuple[int, int, int, int], ha
         request.release()
     if q[C_STATE] != CLAIMED or q[C_SEQ] != seq:
         return True  # the client gave up (timeout); nobody wants this reply
-    size = sum(memoryview(p).nbytes for p in parts)
+    size = parts_size(parts)
     offset = _align(DATA_OFFSET + req_len)
     if offset + size <= seg.size:
         _write_parts(seg.buf, offset, parts)

@@ -41,7 +41,7 @@ class ShmWorker:
         self.stop_event = stop_event or threading.Event()
         self.channels = WorkerChannels(segment.scope)
         self.pid = os.getpid()
-        self.parent_pid = os.getppid()
+        self.wbase = segment._wbase(slot)
 
     def stop_requested(self) -> bool:
         return (self.stop_event.is_set() or self.seg.worker_word(self.slot, ss.W_STOP) == 1
@@ -75,16 +75,26 @@ class ShmWorker:
 
     def _wait_for_call(self) -> bool:
         sem = self.seg.queue_sem
-        if SPIN_NS:
-            end = time.perf_counter_ns() + SPIN_NS
-            has_queued = self.seg.has_queued
-            while time.perf_counter_ns() < end:
-                if has_queued():
-                    try:
-                        sem.acquire(0)
-                        return True
-                    except posix_ipc.BusyError:
-                        pass  # another worker took it
+        # Only one idle worker spins at a time: on a small machine extra spinners would take
+        # the cores the clients need. The claim is racy by design; the worst case is two
+        # spinners or none for one round.
+        q = self.seg.q
+        if SPIN_NS and q[ss.H_SPINNER] == 0:
+            me = self.slot + 1
+            q[ss.H_SPINNER] = me
+            try:
+                end = time.perf_counter_ns() + SPIN_NS
+                head, tail = ss.H_RING_HEAD, ss.H_RING_TAIL
+                while time.perf_counter_ns() < end:
+                    if q[tail] != q[head]:
+                        try:
+                            sem.acquire(0)
+                            return True
+                        except posix_ipc.BusyError:
+                            pass  # another worker took it
+            finally:
+                if q[ss.H_SPINNER] == me:
+                    q[ss.H_SPINNER] = 0
         try:
             sem.acquire(IDLE_WAIT_S)
             return True
@@ -92,19 +102,18 @@ class ShmWorker:
             return False
 
     def _serve(self, entry) -> None:
-        seg, slot = self.seg, self.slot
+        q, b = self.seg.q, self.wbase
         start = time.time_ns()
-        seg.set_worker_word(slot, ss.W_BUSY_SINCE_NS, start)
-        seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, start)
-        seg.set_worker_word(slot, ss.W_CLIENT_PID, entry[0])
-        seg.set_worker_word(slot, ss.W_STATE, ss.BUSY)
+        q[b + ss.W_BUSY_SINCE_NS] = start
+        q[b + ss.W_CLIENT_PID] = entry[0]
+        q[b + ss.W_STATE] = ss.BUSY
         try:
             serve_request(self.channels, entry, self.dispatcher.handle, self.pid)
         finally:
             end = time.time_ns()
-            seg.set_worker_word(slot, ss.W_STATE, ss.IDLE)
-            seg.set_worker_word(slot, ss.W_BUSY_SINCE_NS, 0)
-            seg.set_worker_word(slot, ss.W_BUSY_NS, seg.worker_word(slot, ss.W_BUSY_NS) + end - start)
-            seg.set_worker_word(slot, ss.W_CALLS, self.dispatcher.calls)
-            seg.set_worker_word(slot, ss.W_ERRORS, self.dispatcher.errors)
-            seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, end)
+            q[b + ss.W_STATE] = ss.IDLE
+            q[b + ss.W_BUSY_SINCE_NS] = 0
+            q[b + ss.W_BUSY_NS] += end - start
+            q[b + ss.W_CALLS] = self.dispatcher.calls
+            q[b + ss.W_ERRORS] = self.dispatcher.errors
+            q[b + ss.W_HEARTBEAT_NS] = end

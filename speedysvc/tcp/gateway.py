@@ -172,6 +172,9 @@ class TCPGateway:
         request = memoryview(body)
         try:
             code, _, name, _ = dispatch.parse_request(request)
+            if name == dispatch.DESCRIBE:  # answered here: no worker needs to be free for it
+                return dispatch.OK_HEADER + serialisers.join_parts(
+                    serialisers.CONTROL.encode(self._client.describe()))
             if code in self.insecure_codes and not self.allow_insecure:
                 raise InsecureSerialisationRefused(
                     f"method {name!r} uses {serialisers.BY_CODE[code].name}, which is refused over the "

@@ -1,0 +1,215 @@
+"""Calling a service: client styles, errors, timeouts, unavailable services, dying workers."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from speedysvc import (CallTimeout, ClientMethodsBase, MethodNotFound, NetworkClient, RemoteError,
+                       ServiceUnavailable, SHMClient, WorkerDied, connect, naming, serve)
+from support_services import Counter, Echo, EchoError
+
+
+@pytest.fixture(scope="module")
+def running():
+    from speedysvc.serve import new_scope
+    with serve(Echo, workers=2, tcp="127.0.0.1:0", scope=new_scope()) as svc:
+        yield svc
+    assert naming.list_objects(svc.scope) == []
+
+
+def addresses(svc):
+    return [svc.shm_address, svc.tcp_address]
+
+
+class EchoClient(ClientMethodsBase):
+    """A hand-written client in the style of the published API."""
+
+    def echo(self, data, suffix="!"):
+        return self.send(Echo.echo, [data, suffix])
+
+    def echo_raw(self, data):
+        return self.send(Echo.echo_raw, data)
+
+    echo_json = Echo.echo_json.as_rpc()
+    stub_echo = Echo.echo.as_rpc()
+
+
+@pytest.mark.parametrize("transport", [0, 1])
+def test_client_methods_base_send_and_as_rpc(running, transport):
+    host, port = running.tcp_address[len("tcp://"):].rsplit(":", 1)
+    provider = (SHMClient(Echo, running.scope) if transport == 0
+                else NetworkClient(Echo, host=host, port=int(port)))
+    with EchoClient(provider) as client:
+        assert client.echo("x") == "x!"
+        assert client.echo("x", "?") == "x?"
+        assert client.echo_raw(b"raw") == b"raw"
+        assert client.echo_json(1, k=2) == [[1], {"k": 2}]
+        assert client.stub_echo("s", suffix="#") == "s#"
+        with pytest.raises(TypeError):  # checked against the server signature, locally
+            client.stub_echo()
+
+
+def test_send_requires_a_list_of_arguments(running):
+    with EchoClient(SHMClient(Echo, running.scope)) as client:
+        with pytest.raises(TypeError, match="as a list"):
+            client.send(Echo.echo, "not a list")
+
+
+def test_client_from_name_discovers_methods_and_encoders(running):
+    for address in addresses(running):
+        with connect("echo", address) as client:
+            assert client.methods["echo_raw"] == "raw"
+            assert client.methods["echo_json"] == "json"
+            assert client.echo_raw(b"abc") == b"abc"
+            assert client.echo_json("a") == [["a"], {}]
+            description = client.describe()
+            assert description["name"] == "echo"
+            assert any(p["name"] == "suffix" and p["default"] == "'!'"
+                       for p in description["methods"]["echo"]["params"])
+
+
+def test_list_of_addresses_is_tried_in_order(running, scope):
+    dead_tcp = "tcp://127.0.0.1:1"  # nothing listens on port 1
+    with connect(Echo, [dead_tcp, f"shm://{scope}", running.tcp_address], connect_timeout=0.2) as c:
+        assert c.provider.transport == "tcp"
+        assert c.echo("ok") == "ok!"
+    with pytest.raises(ServiceUnavailable) as info:
+        connect(Echo, [dead_tcp, f"shm://{scope}"], connect_timeout=0.2)
+    assert "tcp://127.0.0.1:1" in str(info.value) and scope in str(info.value)
+
+
+def test_unknown_method_names_the_method_and_lists_the_real_ones(running):
+    for address in addresses(running):
+        with connect(Echo, address) as c:
+            with pytest.raises(MethodNotFound, match="no method 'nope'.*echo"):
+                c.nope()
+            # and the server refuses it too, if a client sends it anyway
+            with pytest.raises(MethodNotFound):
+                c.provider.methods["nope"] = "msgpack"
+                c.provider.call("nope")
+            del c.provider.methods["nope"]
+
+
+@pytest.mark.parametrize("transport", [0, 1])
+def test_builtin_and_user_exceptions_reraise_with_remote_traceback(running, transport):
+    with connect(Echo, addresses(running)[transport]) as c:
+        with pytest.raises(ValueError, match="bad value") as info:
+            c.fail_builtin("bad value")
+        assert "fail_builtin" in info.value.remote_traceback
+        assert "raise ValueError" in info.value.remote_traceback
+        with pytest.raises(EchoError, match="custom") as info:
+            c.fail_custom("custom")
+        assert "raise EchoError" in info.value.remote_traceback
+        assert c.echo("still fine") == "still fine!"
+
+
+def test_exception_of_a_type_the_client_cannot_import_becomes_remote_error():
+    from speedysvc.remote_errors import dict_to_exception
+    exc = dict_to_exception({"type": "Boom", "module": "not_imported_anywhere", "message": "m",
+                             "args": ["m"], "traceback": "tb"})
+    assert isinstance(exc, RemoteError) and exc.type_name == "not_imported_anywhere.Boom"
+    assert exc.remote_traceback == "tb"
+
+
+@pytest.mark.parametrize("transport", [0, 1])
+def test_per_call_and_default_timeouts(scope, transport):
+    # enough workers that the abandoned sleeps do not hold up the calls that follow
+    with serve(Echo, workers=4, scope=scope, tcp="127.0.0.1:0") as svc:
+        check_timeouts(addresses(svc)[transport])
+
+
+def check_timeouts(address):
+    with connect(Echo, address, timeout=0.3) as c:
+        started = time.monotonic()
+        with pytest.raises(CallTimeout, match="timed out"):
+            c.sleep(3)
+        assert time.monotonic() - started < 2.5
+        assert c.sleep.with_timeout(5)(0.5) == 0.5  # per-call override of the default
+        assert c.echo("after timeout") == "after timeout!"  # the late reply is not mistaken for this one
+    with connect(Echo, address) as c:
+        with pytest.raises(CallTimeout):
+            c.call("sleep", 3, _timeout=0.3)
+
+
+def test_service_not_running_gives_service_unavailable_after_bounded_wait(scope):
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="not running"):
+        connect(Echo, f"shm://{scope}", connect_timeout=0.5)
+    assert time.monotonic() - started < 3
+    with pytest.raises(ServiceUnavailable):
+        connect(Echo, "tcp://127.0.0.1:1", connect_timeout=0.5)
+
+
+def test_worker_death_during_call_is_reported_quickly_and_not_rerun(scope, tmp_path):
+    marker = tmp_path / "calls.txt"
+    with serve(Counter, workers=2, scope=scope) as svc, connect(Counter, svc.shm_address) as c:
+        started = time.monotonic()
+        with pytest.raises(WorkerDied, match="died during the call"):
+            c.record_then_die(str(marker))
+        assert time.monotonic() - started < 2.5
+        # the dead worker is replaced and the call was executed exactly once
+        assert svc.wait_for_workers(2, timeout=20)
+        assert len(marker.read_text().splitlines()) == 1
+        assert c.record_then_sleep(str(tmp_path / "other.txt"), 0) == "slept"
+
+
+def test_worker_killed_by_signal_mid_call_over_tcp(scope, tmp_path):
+    marker = tmp_path / "calls.txt"
+    with serve(Counter, workers=1, scope=scope, tcp="127.0.0.1:0") as svc:
+        with connect(Counter, svc.tcp_address) as c:
+            import threading
+            result = {}
+
+            def call():
+                try:
+                    c.record_then_sleep(str(marker), 30)
+                except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+                    result["exc"] = exc
+            t = threading.Thread(target=call)
+            t.start()
+            from conftest import wait_until
+            wait_until(lambda: marker.exists() and marker.read_text().strip(), message="call to start")
+            pid = int(marker.read_text().split()[0])
+            killed_at = time.monotonic()
+            os.kill(pid, 9)
+            t.join(10)
+            assert isinstance(result.get("exc"), WorkerDied), result
+            assert time.monotonic() - killed_at < 2.5
+            assert len(marker.read_text().splitlines()) == 1
+
+
+def test_two_scopes_run_side_by_side_and_leave_nothing(scope):
+    from speedysvc.serve import new_scope
+    other = new_scope()
+    with serve(Echo, scope=scope) as a, serve(Echo, scope=other) as b:
+        with connect(Echo, a.shm_address) as ca, connect(Echo, b.shm_address) as cb:
+            assert ca.pid() != cb.pid()
+            assert ca.pid() in a.worker_pids() and cb.pid() in b.worker_pids()
+    assert naming.list_objects(scope) == [] and naming.list_objects(other) == []
+
+
+def test_stale_objects_of_a_crashed_run_are_swept_at_next_start(scope):
+    import posix_ipc
+    # what a crashed run leaves: the service segment, its semaphores, a dead client's channel
+    posix_ipc.SharedMemory(naming.service_segment(scope, "echo"), posix_ipc.O_CREX, size=4096).close_fd()
+    posix_ipc.Semaphore(naming.service_semaphore(scope, "echo", "q"), posix_ipc.O_CREX).close()
+    dead_pid = 2 ** 22 + 7  # above pid_max on typical systems: certainly not running
+    posix_ipc.SharedMemory(naming.channel_segment(scope, dead_pid, 1, 1), posix_ipc.O_CREX, size=4096).close_fd()
+    assert len(naming.list_objects(scope)) == 3
+    with serve(Echo, scope=scope) as svc, connect(Echo, svc.shm_address) as c:
+        assert c.echo("fresh") == "fresh!"
+    assert naming.list_objects(scope) == []
+
+
+def test_idle_service_uses_next_to_no_cpu(scope):
+    import psutil
+    with serve(Echo, workers=2, scope=scope) as svc:
+        with connect(Echo, svc.shm_address) as c:
+            c.echo("warm")
+        procs = [psutil.Process(pid) for pid in svc.worker_pids()]
+        before = [sum(p.cpu_times()[:2]) for p in procs]
+        time.sleep(2.0)  # measuring a resource over an interval, not synchronising
+        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before)]
+    assert max(used) < 0.1, f"idle workers used {used} s of CPU in 2 s"
