@@ -13,7 +13,7 @@
 All problems are collected and raised together as one ConfigError, each naming the file, the
 path of the key, what was expected and what was found. Relative paths (backend.path) are
 resolved against the directory of the YAML file, not the working directory, so the same
-file works whoever starts the services.
+file works whoever starts the services; `~` and $VARIABLES are expanded.
 """
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def _backend(section: Any, problems: _Problems, source: Path) -> BackendConfig:
         if not isinstance(path, str) or not path:
             problems.add("backend.path", "a file path for the SQLite database", path)
             return BackendConfig("sqlite", module)
-        resolved = Path(path).expanduser()
+        resolved = Path(os.path.expandvars(path)).expanduser()
         if not resolved.is_absolute():
             resolved = source.parent / resolved
         return BackendConfig("sqlite", module, resolved.resolve())

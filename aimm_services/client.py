@@ -1,0 +1,393 @@
+"""The Python client of the model manager (AIMM's REPL client, on speedysvc).
+
+    from aimm_services.client import AIMM, DataAccess
+    aimm = AIMM("shm://myscope")          # or "tcp://host:5310"
+    aimm.login("user", "password")
+    model = aimm.create_instance("my_plugins.Linear")
+    aimm.fit(model.instance_id, DataAccess.of("csv", "train.csv"))
+    y = aimm.predict(model.instance_id, x)        # numpy/pandas come back intact
+    handle = aimm.fit(model.instance_id, x, y, wait=False)   # an ActionHandle
+    handle.progress, handle.status; handle.cancel(); handle.result(timeout=60)
+
+Keyword arguments named `wait` and `action_timeout` are the client's own; every other
+argument goes to the plugin. State (`aimm.state`) and action progress are kept up to date
+by events the engine pushes; nothing is polled.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+from speedysvc import connect
+
+from . import wire_values
+from .data_access import DataAccess, DataAccessArg
+from .errors import (ActionCancelled, ActionFailed, ActionNotFinished, ActionTimeout,
+                     NotLoggedIn, UnknownModelType)
+from .plugins import default_registry
+
+log = logging.getLogger(__name__)
+
+ENGINE_SERVICE = "aimm_engine"
+TERMINAL = ("done", "failed", "cancelled")
+# a safety net only: if an event was lost, a waiter re-reads its action this often
+RESYNC_AFTER_S = 5.0
+
+__all__ = ["AIMM", "ActionHandle", "ModelRef", "DataAccess", "DataAccessArg"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model on the server; `fit` and `predict` call the server."""
+
+    instance_id: int
+    model_type: str
+    version: int = 1
+    _aimm: Any = field(default=None, repr=False, compare=False)
+
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        return self._aimm.fit(self.instance_id, *args, **kwargs)
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        return self._aimm.predict(self.instance_id, *args, **kwargs)
+
+
+class ActionHandle:
+    """An action started on the server: its id, live status and progress, and its result."""
+
+    def __init__(self, aimm: "AIMM", snapshot: dict):
+        self._aimm = aimm
+        self.id: int = snapshot["action_id"]
+        self.operation: str = snapshot["operation"]
+
+    @property
+    def action_id(self) -> int:
+        return self.id
+
+    @property
+    def snapshot(self) -> dict:
+        """The latest known state of the action (kept current by events)."""
+        return self._aimm._action_snapshot(self.id)
+
+    @property
+    def status(self) -> str:
+        return self.snapshot["status"]
+
+    @property
+    def progress(self) -> Any:
+        return self.snapshot["progress"]
+
+    @property
+    def error(self) -> Optional[dict]:
+        return self.snapshot["error"]
+
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def wait(self, timeout: Optional[float] = None) -> dict:
+        """Block until the action ends; returns its final snapshot."""
+        return self._aimm._wait_action(self.id, timeout)
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """The action's result; raises ActionFailed / ActionCancelled / ActionTimeout, or
+        ActionNotFinished if it did not end within `timeout` seconds."""
+        return self._aimm._result(self.id, self.operation, timeout)
+
+    def cancel(self) -> dict:
+        return self._aimm.cancel(self.id)
+
+    def __repr__(self) -> str:
+        return f"<ActionHandle {self.id} {self.operation} {self.status}>"
+
+
+class AIMM:
+    """A connection to the engine service. Safe to use from several threads."""
+
+    def __init__(self, address: Union[str, Sequence[str]] = "shm://", *,
+                 service: str = ENGINE_SERVICE, timeout: float = 60.0,
+                 secret: Optional[str] = None):
+        options: dict = {"timeout": timeout}
+        if secret is not None:
+            options["secret"] = secret
+        self.address = address
+        self._client = connect(service, address, **options)
+        self._token: Optional[str] = None
+        self._cond = threading.Condition()
+        self._models: dict[int, dict] = {}
+        self._model_revisions: dict[int, int] = {}
+        self._actions: dict[int, dict] = {}
+        self._subscription = None
+        self._listener: Optional[threading.Thread] = None
+        self._missed = 0
+
+    # ---- session ----
+
+    def login(self, username: str, password: str) -> None:
+        """Log in; afterwards `state` is filled and kept current."""
+        self._token = self._client.login(username, password)
+        if self._subscription is None:
+            # subscribe before reading the state, so no change falls between the two
+            self._subscription = self._client.subscribe(["action", "model"])
+            self._listener = threading.Thread(target=self._listen, daemon=True,
+                                              name="aimm-client-events")
+            self._listener.start()
+        self._resync()
+
+    def logout(self) -> None:
+        if self._token is not None:
+            try:
+                self._client.logout(self._token)
+            finally:
+                self._token = None
+                self._stop_listening()
+
+    def close(self) -> None:
+        try:
+            self.logout()
+        finally:
+            self._client.close()
+
+    def __enter__(self) -> "AIMM":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            raise NotLoggedIn("not logged in: call login(username, password) first")
+        return self._token
+
+    # ---- state ----
+
+    @property
+    def state(self) -> dict:
+        """{"models": {id: summary}, "actions": {id: snapshot}} as last pushed by the engine."""
+        with self._cond:
+            return {"models": {k: dict(v) for k, v in self._models.items()},
+                    "actions": {k: dict(v) for k, v in self._actions.items()}}
+
+    @property
+    def actions(self) -> dict:
+        with self._cond:
+            return {k: dict(v) for k, v in self._actions.items()}
+
+    def models(self) -> list:
+        return self._client.models(self.token)
+
+    def model(self, instance_id: int) -> dict:
+        """A model's summary and its serialized instance bytes."""
+        return self._client.model(self.token, instance_id)
+
+    def plugins(self) -> dict:
+        return self._client.plugins(self.token)
+
+    def action(self, action_id: int) -> ActionHandle:
+        snapshot = self._client.action(self.token, action_id)
+        self._apply_action(snapshot)
+        return ActionHandle(self, snapshot)
+
+    def cancel(self, action_id: int) -> dict:
+        """Cancel an action: a queued one at once, a running one within about a second."""
+        snapshot = self._client.cancel(self.token, action_id)
+        self._apply_action(snapshot)
+        return snapshot
+
+    # ---- operations ----
+
+    def create_instance(self, model_type: str, *args: Any, wait: bool = True,
+                        action_timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        """Create a model with the type's instantiate plugin; returns a ModelRef."""
+        encoded_args, encoded_kwargs = _encode_args(args, kwargs)
+        return self._start(self._client.create_instance(
+            self.token, model_type, encoded_args, encoded_kwargs, action_timeout), wait)
+
+    def add_instance(self, model_type: str, instance: Any, *, wait: bool = True,
+                     action_timeout: Optional[float] = None) -> Any:
+        """Store an existing instance (an object, serialized with the plugin available
+        here, or bytes already serialized); returns a ModelRef."""
+        data = _instance_bytes(model_type, instance)
+        return self._start(self._client.add_instance(self.token, model_type, data,
+                                                     action_timeout), wait)
+
+    def update_instance(self, model_type: str, instance_id: int, instance: Any, *,
+                        wait: bool = True, action_timeout: Optional[float] = None) -> Any:
+        """Replace a stored instance (after the actions queued on it); returns a ModelRef."""
+        data = _instance_bytes(model_type, instance)
+        return self._start(self._client.update_instance(self.token, instance_id, model_type,
+                                                        data, action_timeout), wait)
+
+    def fit(self, instance_id: int, *args: Any, wait: bool = True,
+            action_timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        """Fit a model; returns the updated ModelRef."""
+        encoded_args, encoded_kwargs = _encode_args(args, kwargs)
+        return self._start(self._client.fit(self.token, instance_id, encoded_args,
+                                            encoded_kwargs, action_timeout), wait)
+
+    def predict(self, instance_id: int, *args: Any, wait: bool = True,
+                action_timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        """Predict with a model; returns the prediction."""
+        encoded_args, encoded_kwargs = _encode_args(args, kwargs)
+        return self._start(self._client.predict(self.token, instance_id, encoded_args,
+                                                encoded_kwargs, action_timeout), wait)
+
+    def remove_instance(self, instance_id: int, *, wait: bool = True) -> Any:
+        """Remove a model (after the actions queued on it). Its id is never reused."""
+        return self._start(self._client.remove_instance(self.token, instance_id, None), wait)
+
+    # ---- internals ----
+
+    def _start(self, snapshot: dict, wait: bool) -> Any:
+        self._apply_action(snapshot)
+        handle = ActionHandle(self, snapshot)
+        return handle.result() if wait else handle
+
+    def _action_snapshot(self, action_id: int) -> dict:
+        with self._cond:
+            snapshot = self._actions.get(action_id)
+        if snapshot is None:
+            snapshot = self._client.action(self.token, action_id)
+            self._apply_action(snapshot)
+        return dict(snapshot)
+
+    def _wait_action(self, action_id: int, timeout: Optional[float]) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last_check = time.monotonic()
+        with self._cond:
+            while True:
+                snapshot = self._actions.get(action_id)
+                if snapshot is not None and snapshot["status"] in TERMINAL:
+                    return dict(snapshot)
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    raise ActionNotFinished(
+                        f"action {action_id} is still "
+                        f"{snapshot['status'] if snapshot else 'unknown'} after {timeout:g} s")
+                if snapshot is None or now - last_check >= RESYNC_AFTER_S:
+                    self._cond.release()
+                    try:
+                        self._apply_action(self._client.action(self.token, action_id))
+                    finally:
+                        self._cond.acquire()
+                    last_check = time.monotonic()
+                    continue
+                wait_for = RESYNC_AFTER_S if deadline is None else min(RESYNC_AFTER_S,
+                                                                       deadline - now)
+                self._cond.wait(max(0.0, wait_for))
+
+    def _result(self, action_id: int, operation: str, timeout: Optional[float]) -> Any:
+        snapshot = self._wait_action(action_id, timeout)
+        if snapshot["status"] == "cancelled":
+            raise ActionCancelled(f"action {action_id} ({operation}) was cancelled")
+        if snapshot["status"] == "failed":
+            error = snapshot.get("error") or {}
+            error_type = error.get("type", "")
+            message = f"action {action_id} ({operation}) failed: {error_type}: " \
+                      f"{error.get('message', '')}"
+            if error_type.endswith("ActionTimeout"):
+                raise ActionTimeout(message)
+            raise ActionFailed(message, error_type, error.get("traceback", ""))
+        outcome = self._client.outcome(self.token, action_id)
+        result = outcome["result"]
+        if operation == "predict":
+            return wire_values.decode(result)
+        if operation == "remove_instance":
+            return None
+        return ModelRef(result["instance_id"], result["model_type"], result["version"], self)
+
+    def _resync(self) -> None:
+        state = self._client.state(self.token)
+        revision = state["revision"]
+        with self._cond:
+            self._models = {int(k): v for k, v in state["models"].items()}
+            self._model_revisions = {k: revision for k in self._models}
+            for key, snapshot in state["actions"].items():
+                self._apply_action_locked(snapshot)
+            self._cond.notify_all()
+
+    def _apply_action(self, snapshot: dict) -> None:
+        with self._cond:
+            self._apply_action_locked(snapshot)
+            self._cond.notify_all()
+
+    def _apply_action_locked(self, snapshot: dict) -> None:
+        current = self._actions.get(snapshot["action_id"])
+        if current is None or snapshot["revision"] > current["revision"]:
+            self._actions[snapshot["action_id"]] = snapshot
+
+    def _apply_model_event(self, event: dict) -> None:
+        instance_id, revision = event["instance_id"], event["revision"]
+        with self._cond:
+            if revision <= self._model_revisions.get(instance_id, 0):
+                return
+            self._model_revisions[instance_id] = revision
+            if event["event"] == "removed":
+                self._models.pop(instance_id, None)
+            else:
+                self._models[instance_id] = event["model"]
+            self._cond.notify_all()
+
+    def _listen(self) -> None:
+        subscription = self._subscription
+        while subscription is not None and not subscription.closed:
+            try:
+                event = subscription.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            except Exception:
+                if subscription.closed:
+                    return
+                log.exception("event subscription failed")
+                time.sleep(0.5)
+                continue
+            try:
+                if event.topic == "action":
+                    self._apply_action(event.payload)
+                elif event.topic == "model":
+                    self._apply_model_event(event.payload)
+                if subscription.missed != self._missed and self._token is not None:
+                    self._missed = subscription.missed
+                    self._resync()      # events were lost: read the whole state again
+            except Exception:
+                log.exception("could not apply %s event", event.topic)
+
+    def _stop_listening(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+        if self._listener is not None:
+            self._listener.join(timeout=3)
+            self._listener = None
+
+
+def _encode_args(args: tuple, kwargs: dict) -> tuple[list, dict]:
+    return [wire_values.encode(a) for a in args], \
+        {k: wire_values.encode(v) for k, v in kwargs.items()}
+
+
+def _instance_bytes(model_type: str, instance: Any) -> bytes:
+    """Serialize `instance` with the model type's serialize plugin, loaded in this process
+    (importing the module part of `module.ClassName` types when needed)."""
+    if isinstance(instance, (bytes, bytearray, memoryview)):
+        return bytes(instance)
+    from .plugins import exec_serialize
+    try:
+        return exec_serialize(model_type, instance)
+    except UnknownModelType:
+        module_name = model_type.rpartition(".")[0]
+        if module_name:
+            try:
+                importlib.import_module(module_name)
+            except ImportError:
+                pass
+        if model_type in default_registry.keys()["serialize"]:
+            return exec_serialize(model_type, instance)
+        raise UnknownModelType(
+            f"cannot serialize the instance here: no serialize plugin for {model_type!r} in "
+            f"this process; import the plugin module first, or pass the serialized bytes")

@@ -1,0 +1,1 @@
+"""An example deployment: a numpy linear regression plugin and its AIMM configuration."""
