@@ -178,7 +178,7 @@ class Console:
 
 def _connect(args: argparse.Namespace) -> DeviceConnection:
     if args.speedysvc:
-        from .speedysvc_adapter import SpeedysvcDeviceClient
+        from .speedysvc_client import SpeedysvcDeviceClient
 
         return SpeedysvcDeviceClient(args.speedysvc, service_name=args.service_name, timeout=args.timeout)
     curve = None

@@ -1,0 +1,142 @@
+"""The speedysvc transport: the device API as an in-process speedysvc service.
+
+speedysvc clients (shared memory or TCP) call DeviceApiService's msgpack methods and
+subscribe to its events. Requests and replies are the same dicts as on the ZeroMQ
+wire (camelCase keys); each published event is
+
+    topic "<ApiTopic value>" (e.g. "4001"), payload {"topic": 4001, "seq": n, "message": {...}}
+
+where `seq` is the device API's per-topic sequence number (the same number the
+ZeroMQ gateway can send) and `message` the event body.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from concurrent.futures import Future, TimeoutError as FutureTimeout
+from typing import Any, Optional
+
+from speedysvc import ServerMethodsBase, msgpack_method, serve
+from speedysvc.errors import PayloadTooLarge
+
+from .command_reply import CommandReply, malformed_request_reply
+from .errors import DeviceApiError, MalformedCommandRequest, TransportBindError
+from .options import RpcOptions
+from .topics import ApiTopic
+from .transport import CommandSink, OutboundMessage
+from .wire_format import command_request_from_wire
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMMAND_WAIT = 30.0
+
+
+class CommandStillRunning(DeviceApiError, TimeoutError):
+    """The handler has not answered within the wait given to send_command; it keeps running."""
+
+
+def speedysvc_topic(topic: int) -> str:
+    """The speedysvc topic name of an ApiTopic: its decimal value."""
+    return str(int(topic))
+
+
+class DeviceApiService(ServerMethodsBase):
+    """Served in the device application's process with serve(instance, in_process=True)."""
+
+    name = "device_api"
+
+    def __init__(self, sink: CommandSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    @msgpack_method
+    def send_command(self, request: dict, wait: float = DEFAULT_COMMAND_WAIT) -> dict:
+        """A 0.12 request `{command, customCommand, nonce, data}` -> its reply dict.
+
+        Waits for the handler up to `wait` seconds, then raises CommandStillRunning.
+        """
+        try:
+            parsed = command_request_from_wire(request)
+        except MalformedCommandRequest as exc:
+            return malformed_request_reply(exc).to_wire()
+        reply: "Future[CommandReply]" = Future()
+        self._sink.submit_command(parsed, reply.set_result)
+        try:
+            return reply.result(timeout=wait).to_wire()
+        except FutureTimeout:
+            raise CommandStillRunning(
+                f"command {parsed.command} nonce {parsed.nonce} did not answer within {wait:g}s; "
+                "it is still running") from None
+
+    @msgpack_method
+    def get_command_result(self, nonce: int) -> dict:
+        """`{nonce, state: pending|complete|unknown, command, response}` of an asynchronous command."""
+        return self._sink.command_result(int(nonce))
+
+    @msgpack_method
+    def snapshot(self) -> dict:
+        """Last heartbeat, status and emergency events, and the last sequence number of each topic."""
+        return self._sink.snapshot()
+
+    @msgpack_method
+    def topics(self) -> dict:
+        """Topic names -> the speedysvc topic to subscribe to."""
+        return {topic.name: speedysvc_topic(topic) for topic in ApiTopic if topic != ApiTopic.ANY}
+
+
+class SpeedysvcTransport:
+    name = "speedysvc"
+
+    def __init__(self, options: RpcOptions) -> None:
+        self._options = options.speedysvc
+        self._exit_stack: Optional[contextlib.ExitStack] = None
+        self._service: Optional[DeviceApiService] = None
+        self._running: Any = None
+
+    @property
+    def shm_address(self) -> Optional[str]:
+        return self._running.shm_address if self._running is not None else None
+
+    @property
+    def tcp_address(self) -> Optional[str]:
+        return self._running.tcp_address if self._running is not None else None
+
+    @property
+    def scope(self) -> Optional[str]:
+        return self._running.scope if self._running is not None else None
+
+    def start(self, sink: CommandSink) -> None:
+        self._service = DeviceApiService(sink)
+        stack = contextlib.ExitStack()
+        try:
+            self._running = stack.enter_context(serve(
+                self._service, workers=self._options.workers, in_process=True, scope=self._options.scope,
+                tcp=self._options.tcp, name=self._options.service_name))
+        except OSError as exc:
+            stack.close()
+            raise TransportBindError(f"speedysvc transport for {self._options.service_name!r} "
+                                     f"cannot bind {self._options.tcp}: {exc}") from exc
+        self._exit_stack = stack
+        log.info("speedysvc transport: %s%s", self.shm_address,
+                 f" and {self.tcp_address}" if self.tcp_address else "")
+
+    def publish(self, message: OutboundMessage) -> None:
+        if self._running is None:
+            return
+        payload = {"topic": message.topic, "seq": message.seq, "message": message.payload}
+        try:
+            self._service.publish(speedysvc_topic(message.topic), payload)
+        except PayloadTooLarge as exc:
+            # Subscribers still see the sequence number, so they know what they missed.
+            log.warning("event %s#%s too large for speedysvc (%s); publishing a marker", message.topic,
+                        message.seq, exc)
+            self._service.publish(speedysvc_topic(message.topic), {
+                "topic": message.topic, "seq": message.seq, "message": None,
+                "error": f"event of {len(message.body)} bytes exceeds the speedysvc event size"})
+
+    def stop(self, flush_timeout: float) -> None:
+        # Publishing into the shared-memory ring is synchronous: nothing is left to flush.
+        running, self._running = self._running, None
+        if self._exit_stack is not None and running is not None:
+            self._exit_stack.close()
+        self._exit_stack = None
