@@ -76,14 +76,19 @@ class LazyControl:
     monitor can start before the supervisor and outlive its restarts. Calls are serialised: the
     dynamic client is not documented as thread-safe and the monitor's server is threaded."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, connect_timeout: float = 2.0, timeout: float = 30.0) -> None:
         self.address = address
+        # Short connect wait: a page should say "supervisor unreachable" quickly, not hang.
+        self.connect_timeout = connect_timeout
+        # Generous per-call limit: a restart waits for the new workers to come up.
+        self.timeout = timeout
         self._client: Any = None
         self._lock = threading.Lock()
 
     def _connect(self) -> Any:
         import speedysvc  # imported here so the web layer (and its tests) need no supervisor
-        return speedysvc.connect(CONTROL_SERVICE_NAME, self.address)
+        return speedysvc.connect(CONTROL_SERVICE_NAME, self.address,
+                                 connect_timeout=self.connect_timeout, timeout=self.timeout)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
