@@ -69,7 +69,7 @@ def _check_service(service: str) -> str:
 
 
 def log_paths(log_dir: str, service: str) -> list[str]:
-    """Existing log files of a service, oldest first: service.log.N ... service.log.1, service.log."""
+    """Existing log files of a service, oldest first: NAME.log.N ... NAME.log.1, NAME.log."""
     base = os.path.join(log_dir, _check_service(service) + ".log")
     prefix = os.path.basename(base) + "."
     try:
@@ -211,7 +211,8 @@ class LogWriter:
             self._cursor += 1
             entry["cursor"] = self._cursor
             line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
-            if self.max_bytes and self._file.tell() and self._file.tell() + len(line) > self.max_bytes:
+            size = self._file.tell()
+            if self.max_bytes and size and size + len(line) > self.max_bytes:
                 self._rotate()
             self._file.write(line)
             self._file.flush()

@@ -77,7 +77,8 @@ class MetricsStore:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # losing the last sample on power loss is fine
+            # losing the last samples on power loss is fine; an fsync per batch is not
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
 
     def add_samples(self, rows: Iterable[WorkerSample | MethodSample]) -> None:

@@ -103,7 +103,8 @@ class Config:
     def to_ini_text(self, mask_secrets: bool = True) -> str:
         """The resolved configuration as .ini text (for --print-config); secrets masked."""
         out = [f"# speedysvc configuration resolved from {self.path}"]
-        blocks = [(SUPERVISOR, SUPERVISOR, self.supervisor), (WEB_MONITOR, WEB_MONITOR, self.web_monitor)]
+        blocks = [(SUPERVISOR, SUPERVISOR, self.supervisor),
+                  (WEB_MONITOR, WEB_MONITOR, self.web_monitor)]
         blocks += [(s.name, SERVICE, s) for s in self.services]
         for title, section, values in blocks:
             out.append(f"\n[{title}]")
@@ -204,7 +205,8 @@ class _Loader:
 
         sup_values.setdefault("scope", default_scope(self.abspath))
         if "log_dir" not in sup_values:
-            sup_values["log_dir"] = defaults.get("log_dir") or self._default(options_for(SERVICE)["log_dir"])
+            sup_values["log_dir"] = (defaults.get("log_dir")
+                                     or self._default(options_for(SERVICE)["log_dir"]))
         supervisor = self._build(SupervisorConfig, SUPERVISOR, sup_values)
         web_monitor = self._build(WebMonitorConfig, WEB_MONITOR, web_values)
         if not web_failed & {"enabled", "host", "password_hash"}:
@@ -371,7 +373,8 @@ class _Loader:
             relation = ("less than" if strict else "at most") if blame_low else \
                 ("more than" if strict else "at least")
             option = options_for(SERVICE)[key]
-            self.problem(where[key] or name, key, f"{relation} {other} ({option.format(get(other))})",
+            self.problem(where[key] or name, key,
+                         f"{relation} {other} ({option.format(get(other))})",
                          option.format(get(key)))
 
         check("min_proc_num", "max_proc_num", strict=False)

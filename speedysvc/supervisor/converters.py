@@ -24,7 +24,9 @@ class ConversionError(ValueError):
         self.found = found
 
 
-def converter(expected: str, fmt: Callable[[Any], str] = str) -> Callable[[Callable[[str], T]], Callable[[str], T]]:
+def converter(expected: str,
+              fmt: Callable[[Any], str] = str) -> Callable[[Callable[[str], T]], Callable[[str], T]]:
+    """Mark a function as a converter: `expected` phrases what it accepts, `fmt` prints a value."""
     def mark(fn: Callable[[str], T]) -> Callable[[str], T]:
         fn.expected = expected  # type: ignore[attr-defined]
         fn.format = fmt  # type: ignore[attr-defined]

@@ -50,7 +50,7 @@ class Option:
         return text
 
     def convert(self, raw: str) -> Any:
-        """Convert and bounds-check `raw`; raises ConversionError naming this option's expectation."""
+        """Convert and bounds-check `raw`; a ConversionError names this option's expectation."""
         try:
             value = self.converter(raw)
         except c.ConversionError:
@@ -105,8 +105,8 @@ OPTIONS: tuple[Option, ...] = (
     _service("tcp_bind", c.tcp_bind, "none",
              "Address to serve TCP on (host or host:port); none = shared memory only",
              default_help="none"),
-    _service("tcp_secret", c.secret, "", "Shared secret for the TCP handshake; empty = no handshake",
-             secret=True),
+    _service("tcp_secret", c.secret, "",
+             "Shared secret for the TCP handshake; empty = no handshake", secret=True),
     _service("tcp_max_frame_bytes", c.byte_size, "64MiB", "Largest TCP frame accepted",
              minimum=1024),
     _service("tcp_compression", c.one_of("none", "zlib", "lz4", "zstd"), "none",
@@ -158,7 +158,8 @@ OPTIONS: tuple[Option, ...] = (
              "Directory of the service's log files", is_path=True,
              default_help="<tmp>/speedysvc_logs"),
     _service("log_level", c.log_level, "INFO", "Lowest level of log records kept"),
-    _service("log_max_bytes", c.byte_size, "10MiB", "Size at which a log file is rotated; 0 = never"),
+    _service("log_max_bytes", c.byte_size, "10MiB",
+             "Size at which a log file is rotated; 0 = never"),
     _service("log_backups", c.non_negative_int, "5", "Rotated log files kept", maximum=1000),
     _service("metrics_interval", c.duration, "5s", "How often memory, CPU and calls are sampled",
              minimum=0.1),
@@ -199,7 +200,8 @@ def options_for(section: str) -> dict[str, Option]:
 
 def markdown_table() -> str:
     """The options as a Markdown table, for the README."""
-    where = {SERVICE: "[defaults], service", WEB_MONITOR: "[web monitor]", SUPERVISOR: "[supervisor]"}
+    where = {SERVICE: "[defaults], service", WEB_MONITOR: "[web monitor]",
+             SUPERVISOR: "[supervisor]"}
     rows = ["| Option | Section | Default | Meaning |", "| --- | --- | --- | --- |"]
     for o in OPTIONS:
         section = where[o.section] if o.in_defaults else "service"
