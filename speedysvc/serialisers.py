@@ -153,20 +153,20 @@ class MsgpackSerialiser(Serialiser):
     def decode(self, buf, copy=True):
         buf = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
         if len(buf) < _OOB_HEADER.size:
-            raise EncodingError("msgpack payload shorter than its header")
+            raise EncodingError("undecodable msgpack payload: shorter than its header")
         body_len, n_buffers = _OOB_HEADER.unpack_from(buf, 0)
         offset = _OOB_HEADER.size + body_len
         if offset > len(buf):
-            raise EncodingError("msgpack payload truncated")
+            raise EncodingError("undecodable msgpack payload: truncated")
         buffers = []
         for _ in range(n_buffers):
             offset = _align(offset)
             if offset + _OOB_LEN.size > len(buf):
-                raise EncodingError("msgpack out-of-band buffer table truncated")
+                raise EncodingError("undecodable msgpack payload: buffer table truncated")
             (n,) = _OOB_LEN.unpack_from(buf, offset)
             offset = _align(offset + _OOB_LEN.size)
             if offset + n > len(buf):
-                raise EncodingError("msgpack out-of-band buffer truncated")
+                raise EncodingError("undecodable msgpack payload: buffer truncated")
             buffers.append(buf[offset:offset + n])
             offset += n
 

@@ -26,7 +26,7 @@ from ..serialisers import parts_size
 from ..errors import CallTimeout, ServiceUnavailable, WorkerDied
 from .segment import Segment, open_semaphore, unlink_semaphore
 
-C_STATE, C_SEQ, C_REQ_LEN, C_RESP_LEN, C_WORKER_PID, C_CLIENT_PID, C_OVERFLOW, C_RESP_OFFSET = range(8)
+C_STATE, C_SEQ, C_REQ_LEN, C_RESP_LEN, C_WORKER_PID, C_CLIENT_PID, C_OVERFLOW, C_RESP_OFFSET, C_CLOSED = range(9)
 DATA_OFFSET = 128
 IDLE, REQUEST, CLAIMED, REPLY, ABANDONED = range(5)
 
@@ -178,6 +178,7 @@ class ClientChannel:
 
     def close(self) -> None:
         if self.seg is not None:
+            self.seg.q[C_CLOSED] = 1  # lets workers drop their mapping of it promptly
             self.seg.close()
             self.seg.unlink()
             self.seg = None
@@ -223,6 +224,15 @@ class WorkerChannels:
         while len(self.open) > self.max_open:
             self._drop(next(iter(self.open)))
         return seg, sem
+
+    def prune(self, limit: Optional[int] = None) -> None:
+        """Unmap channels their clients closed (oldest first; all of them when limit is None)."""
+        for key in list(self.open)[:limit]:
+            seg = self.open[key][1]
+            if seg.q[C_CLOSED] or seg.q[C_STATE] == ABANDONED or not naming.pid_alive(key[0]):
+                self._drop(key)
+            elif limit is not None:
+                break
 
     def _drop(self, key) -> None:
         _, seg, sem = self.open.pop(key)

@@ -63,6 +63,7 @@ class ShmWorker:
                     seg.write_stats(slot, self.dispatcher.export_stats())
                     next_stats = now + STATS_EVERY_NS
                 if not self._wait_for_call():
+                    self.channels.prune()
                     continue
                 entry = seg.dequeue()
                 if entry is None:
@@ -109,6 +110,7 @@ class ShmWorker:
         q[b + ss.W_STATE] = ss.BUSY
         try:
             serve_request(self.channels, entry, self.dispatcher.handle, self.pid)
+            self.channels.prune(2)
         finally:
             end = time.time_ns()
             q[b + ss.W_STATE] = ss.IDLE

@@ -14,7 +14,8 @@ import threading
 from typing import Any, Optional, Sequence
 
 from .. import dispatch, remote_errors, serialisers
-from ..errors import (AuthenticationError, CallTimeout, MethodNotFound, ProtocolError, ServiceUnavailable)
+from ..errors import (AuthenticationError, CallTimeout, MethodNotFound, PayloadTooLarge, ProtocolError,
+                      ServiceUnavailable)
 from . import frames
 
 DEFAULT_TIMEOUT = 60.0
@@ -122,16 +123,26 @@ class NetworkClient:
         parts = dispatch.encode_request(method, serialiser.code, serialiser.encode_call(args, kwargs or {}))
         timeout = self.timeout if timeout is None else timeout
         conn = self._conn()
+        limit = min(self.max_frame, int(conn.hello.get("max_frame", self.max_frame)))
+        size = serialisers.parts_size(parts)
+        if size > limit:
+            raise PayloadTooLarge(f"request to {self.service_name}.{method} is {size} bytes; the server "
+                                  f"accepts frames up to {limit} bytes (tcp_max_frame_bytes)")
         request_id = next(conn.ids)
         try:
-            conn.sock.settimeout(timeout)
-            frames.send_frame(conn.sock, frames.CALL, request_id, parts, self.codec, flags=self.codec)
-        except (BrokenPipeError, ConnectionResetError):
-            # the server closed this idle connection; nothing of this call reached it: resend once
+            try:
+                conn.sock.settimeout(timeout)
+                frames.send_frame(conn.sock, frames.CALL, request_id, parts, self.codec, flags=self.codec)
+            except (BrokenPipeError, ConnectionResetError):
+                # the server closed this connection (idle timeout, restart) before reading the
+                # whole frame, so the call did not run: it is safe to send it once more
+                self._drop()
+                conn = self._conn()
+                conn.sock.settimeout(timeout)
+                frames.send_frame(conn.sock, frames.CALL, request_id, parts, self.codec, flags=self.codec)
+        except OSError as exc:
             self._drop()
-            conn = self._conn()
-            conn.sock.settimeout(timeout)
-            frames.send_frame(conn.sock, frames.CALL, request_id, parts, self.codec, flags=self.codec)
+            raise ServiceUnavailable(f"could not send {method!r} to {self.service_name!r}: {exc}") from None
         try:
             while True:
                 kind, _, _, rid, body = frames.read_frame(conn.sock, self.max_frame)
