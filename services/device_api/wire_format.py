@@ -62,7 +62,10 @@ def to_json_compatible(value: Any, path: str = "message") -> Any:
 
 def encode_body(message: Any) -> Tuple[Any, bytes]:
     """(camelCase JSON-compatible payload, UTF-8 JSON bytes) for a message body."""
-    payload = camelize_keys(to_json_compatible(message))
+    try:
+        payload = camelize_keys(to_json_compatible(message))
+    except RecursionError:
+        raise EventSerialisationError("message is nested too deeply or contains itself") from None
     try:
         body = json.dumps(payload).encode("utf8")
     except (TypeError, ValueError) as exc:  # e.g. a circular reference
