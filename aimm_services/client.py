@@ -37,6 +37,7 @@ ENGINE_SERVICE = "aimm_engine"
 TERMINAL = ("done", "failed", "cancelled")
 # a safety net only: if an event was lost, a waiter re-reads its action this often
 RESYNC_AFTER_S = 5.0
+LISTEN_POLL_S = 0.2    # how soon the event thread notices logout/close
 
 __all__ = ["AIMM", "ActionHandle", "ModelRef", "DataAccess", "DataAccessArg"]
 
@@ -123,6 +124,7 @@ class AIMM:
         self._actions: dict[int, dict] = {}
         self._subscription = None
         self._listener: Optional[threading.Thread] = None
+        self._stopping = threading.Event()
         self._missed = 0
 
     # ---- session ----
@@ -335,14 +337,20 @@ class AIMM:
 
     def _listen(self) -> None:
         subscription = self._subscription
-        while subscription is not None and not subscription.closed:
+        try:
+            self._listen_until_stopped(subscription)
+        finally:
+            # closed here, by the thread that polls it: speedysvc's Subscription.close()
+            # from another thread while get() waits on its semaphore crashes the process
+            subscription.close()
+
+    def _listen_until_stopped(self, subscription: Any) -> None:
+        while not self._stopping.is_set():
             try:
-                event = subscription.get(timeout=1.0)
+                event = subscription.get(timeout=LISTEN_POLL_S)
             except queue.Empty:
                 continue
             except Exception:
-                if subscription.closed:
-                    return
                 log.exception("event subscription failed")
                 time.sleep(0.5)
                 continue
@@ -358,12 +366,12 @@ class AIMM:
                 log.exception("could not apply %s event", event.topic)
 
     def _stop_listening(self) -> None:
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            subscription.close()
+        self._stopping.set()
         if self._listener is not None:
-            self._listener.join(timeout=3)
+            self._listener.join(timeout=LISTEN_POLL_S + 5)
             self._listener = None
+        self._subscription = None
+        self._stopping.clear()
 
 
 def _encode_args(args: tuple, kwargs: dict) -> tuple[list, dict]:

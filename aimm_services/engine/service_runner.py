@@ -100,9 +100,17 @@ class ServicePluginRunner:
             pass
 
     def _listen(self) -> None:
+        try:
+            self._listen_until_closed()
+        finally:
+            # closed by the polling thread itself: closing a speedysvc Subscription from
+            # another thread while get() waits crashes the process
+            self._events.close()
+
+    def _listen_until_closed(self) -> None:
         while not self._closed:
             try:
-                event = self._events.get(timeout=1.0)
+                event = self._events.get(timeout=0.2)
             except Exception:
                 continue
             payload = event.payload if isinstance(event.payload, dict) else {}
@@ -129,6 +137,6 @@ class ServicePluginRunner:
 
     def close(self) -> None:
         self._closed = True
-        self._events.close()
+        self._listener.join(timeout=5)
         self._callers.shutdown(wait=False, cancel_futures=True)
         self._client.close()

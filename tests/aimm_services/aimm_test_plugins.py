@@ -51,7 +51,8 @@ def predict_counter(instance, x=1, delay=0.0, fail=False):
         time.sleep(delay)
     instance["predictions"] += 1          # a change predict makes is kept
     if isinstance(x, (numpy.ndarray, pandas.Series, pandas.DataFrame)):
-        return x * instance["count"]
+        count = instance["count"]
+        return x * (int(count) if float(count).is_integer() else count)
     return {"count": instance["count"], "x": x, "predictions": instance["predictions"]}
 
 
