@@ -177,3 +177,15 @@ def test_live_server_fixture_stops_cleanly(fake_control):
     import socket
     with socket.socket() as s:
         wait_until(lambda: s.connect_ex(("127.0.0.1", port)) != 0, message="port closed")
+
+
+def test_log_entries_of_the_log_stream_are_not_stretched(page, live_server, fake_control):
+    """Regression: an entry of stream "log" got the log box's own CSS class and was 360 px high."""
+    for stream in ("stdout", "stderr", "log"):
+        fake_control.emit("echo", f"one line on {stream}", stream=stream)
+    page.goto(live_server.url + "/services/echo")
+    page.wait_for_selector("#log .entry.log:has-text('one line on log')")
+    heights = page.evaluate("""() => [...document.querySelectorAll('#log .entry')]
+                                     .map(e => e.getBoundingClientRect().height)""")
+    line = page.evaluate("() => parseFloat(getComputedStyle(document.getElementById('log')).lineHeight)")
+    assert max(heights) < 2 * line, heights
