@@ -88,33 +88,44 @@ class Dispatcher:
         self.bound = {name: getattr(instance, name) for name in self.specs}
         self.description = cls.describe()
         self.names = {name.encode("utf-8"): name for name in self.specs}
-        self.stats: dict[str, MethodStats] = {}
+        self.stats: dict[str, MethodStats] = {name: MethodStats() for name in self.specs}
+        # name bytes -> (bound method, serialiser, copy arrays?, refused over network?, stats)
+        self.fast = {name.encode("utf-8"): (self.bound[name], spec.serialiser, not spec.zero_copy,
+                                            spec.serialiser.insecure and not self.allow_insecure,
+                                            self.stats[name])
+                     for name, spec in self.specs.items()}
         self.calls = 0
         self.errors = 0
 
     def handle(self, request: memoryview) -> list:
         """Run one request; always returns reply parts (errors become an ERROR reply)."""
         start = time.perf_counter_ns()
-        name = "?"
-        failed = True
+        stats = None
         try:
-            code, flags, name, payload = parse_request(request, self.names)
-            parts = self._invoke(code, flags, name, payload)
-            failed = False
+            code, flags, name_len = REQUEST_HEADER.unpack_from(request, 0)
+            end = REQUEST_HEADER.size + name_len
+            fast = self.fast.get(bytes(request[REQUEST_HEADER.size:end]))
+            if fast is not None and fast[1].code == code and not (fast[3] and flags & FLAG_NETWORK):
+                # hot path: a known method with the right encoder
+                fn, serialiser, copy, _, stats = fast
+                args, kwargs = serialiser.decode_call(request[end:], copy)
+                parts = [OK_HEADER, *serialiser.encode_result(fn(*args, **kwargs))]
+            else:
+                code, flags, name, payload = parse_request(request, self.names)
+                stats = self.stats.get(name)
+                parts = self._invoke(code, flags, name, payload)
+            self.calls += 1
+            if stats is not None:
+                stats.record(time.perf_counter_ns() - start, False)
             return parts
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            return self._error_reply(exc)
-        finally:
             self.calls += 1
-            if failed:
-                self.errors += 1
-            if name in self.specs:
-                stats = self.stats.get(name)
-                if stats is None:
-                    stats = self.stats[name] = MethodStats()
-                stats.record(time.perf_counter_ns() - start, failed)
+            self.errors += 1
+            if stats is not None:
+                stats.record(time.perf_counter_ns() - start, True)
+            return self._error_reply(exc)
 
     def _invoke(self, code: int, flags: int, name: str, payload: memoryview) -> list:
         spec = self.specs.get(name)
@@ -147,4 +158,4 @@ class Dispatcher:
         return [REPLY_HEADER.pack(STATUS_ERROR), *body]
 
     def export_stats(self) -> dict:
-        return {name: [s.count, s.errors, s.buckets] for name, s in self.stats.items()}
+        return {name: [s.count, s.errors, s.buckets] for name, s in self.stats.items() if s.count}

@@ -80,6 +80,8 @@ class ClientChannel:
         self.seg = Segment(naming.channel_segment(self.scope, self.pid, self.no, self.gen),
                            DATA_OFFSET + capacity)
         self.seg.q[C_CLIENT_PID] = self.pid
+        # requests up to this size leave at least a quarter of the channel for the reply
+        self.request_limit = (self.seg.size - DATA_OFFSET) * 3 // 4
 
     @property
     def capacity(self) -> int:
@@ -88,9 +90,10 @@ class ClientChannel:
     def call(self, service, parts: list, size: int, decode: Callable, timeout: Optional[float],
              unavailable_after: float):
         """Send one request through `service` (a ServiceSegment) and decode the reply."""
-        need = _align(size) + max(self.want_capacity - _align(size), 4096)
-        if size > self.capacity or need > self.capacity:
-            self._new_segment(max(need, 2 * size + 4096))
+        if size > self.request_limit:
+            self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+        elif self.want_capacity > self.capacity:
+            self._new_segment(self.want_capacity)
         seg = self.seg
         q = seg.q
         _write_parts(seg.buf, DATA_OFFSET, parts)
@@ -225,14 +228,19 @@ class WorkerChannels:
             self._drop(next(iter(self.open)))
         return seg, sem
 
-    def prune(self, limit: Optional[int] = None) -> None:
-        """Unmap channels their clients closed (oldest first; all of them when limit is None)."""
-        for key in list(self.open)[:limit]:
+    def prune(self) -> None:
+        """Unmap every channel whose client closed or abandoned it, or died."""
+        for key in list(self.open):
             seg = self.open[key][1]
             if seg.q[C_CLOSED] or seg.q[C_STATE] == ABANDONED or not naming.pid_alive(key[0]):
                 self._drop(key)
-            elif limit is not None:
-                break
+
+    def prune_oldest(self) -> None:
+        """Cheap per-call pruning: look only at the least recently used channel."""
+        if len(self.open) > 1:
+            key = next(iter(self.open))
+            if self.open[key][1].q[C_CLOSED]:
+                self._drop(key)
 
     def _drop(self, key) -> None:
         _, seg, sem = self.open.pop(key)
@@ -268,7 +276,9 @@ def serve_request(channels: WorkerChannels, entry: tuple[int, int, int, int], ha
         request.release()
     if q[C_STATE] != CLAIMED or q[C_SEQ] != seq:
         return True  # the client gave up (timeout); nobody wants this reply
-    size = parts_size(parts)
+    size = 0
+    for p in parts:
+        size += len(p) if p.__class__ is bytes else memoryview(p).nbytes
     offset = _align(DATA_OFFSET + req_len)
     if offset + size <= seg.size:
         _write_parts(seg.buf, offset, parts)

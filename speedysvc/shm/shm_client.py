@@ -44,6 +44,7 @@ class SHMClient:
         self.segment = self._open_segment(connect_timeout)
         self.description = self.segment.description()
         self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
+        self._prepared: dict[str, tuple] = {}
         self.closed = False
 
     def _open_segment(self, wait: float) -> ServiceSegment:
@@ -90,16 +91,25 @@ class SHMClient:
              timeout: Optional[float] = None) -> Any:
         if self.closed:
             raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
+        prepared = self._prepared.get(method)
+        if prepared is None:
+            prepared = self._prepare(method)
+        serialiser, prefix = prepared
+        parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
+        size = serialisers.parts_size(parts)
+        return self._channel().call(self._current_segment(), parts, size,
+                                    lambda view: dispatch.decode_reply(view, serialiser),
+                                    self.timeout if timeout is None else timeout, self.unavailable_after)
+
+    def _prepare(self, method: str) -> tuple:
         encoder = self.methods.get(method)
         if encoder is None and method not in (dispatch.DESCRIBE, dispatch.PING):
             raise MethodNotFound(f"service {self.service_name!r} has no method {method!r}; "
                                  f"it has: {', '.join(sorted(self.methods)) or 'none'}")
         serialiser = serialisers.SERIALISERS[encoder or "msgpack"]
-        parts = dispatch.encode_request(method, serialiser.code, serialiser.encode_call(args, kwargs or {}))
-        size = serialisers.parts_size(parts)
-        return self._channel().call(self._current_segment(), parts, size,
-                                    lambda view: dispatch.decode_reply(view, serialiser),
-                                    self.timeout if timeout is None else timeout, self.unavailable_after)
+        prefix = b"".join(dispatch.encode_request(method, serialiser.code, []))
+        self._prepared[method] = (serialiser, prefix)
+        return serialiser, prefix
 
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
         """Forward an already-encoded request; returns the encoded reply (used by the TCP gateway)."""

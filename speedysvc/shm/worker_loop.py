@@ -110,7 +110,7 @@ class ShmWorker:
         q[b + ss.W_STATE] = ss.BUSY
         try:
             serve_request(self.channels, entry, self.dispatcher.handle, self.pid)
-            self.channels.prune(2)
+            self.channels.prune_oldest()
         finally:
             end = time.time_ns()
             q[b + ss.W_STATE] = ss.IDLE

@@ -1,0 +1,213 @@
+"""The metrics collector: turns snapshots of a service's worker table into stored samples.
+
+The supervisor's main loop takes a snapshot every metrics_interval (pids, call and error
+counters, per-method latency histograms: cheap reads of shared memory) and hands it over;
+this component's own thread adds what the OS knows about each process (RSS, USS, CPU, I/O
+through psutil), turns counters into rates and interval percentiles, and writes them to the
+MetricsStore (SQLite). Workers do nothing for it beyond keeping their counters.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import psutil
+
+from .latency_histogram import merge_buckets, percentile_from_buckets
+from .metrics_store import ALL_METHODS, MethodSample, MetricsStore, WorkerSample
+
+log = logging.getLogger("speedysvc.collector")
+
+PRUNE_EVERY_S = 60.0
+
+
+@dataclass
+class WorkerReading:
+    worker_id: int
+    pid: int
+    calls: int
+    errors: int
+    stats: dict = field(default_factory=dict)   # {method: [count, errors, {bucket: n}]}
+
+
+@dataclass
+class ServiceSnapshot:
+    service: str
+    ts: float
+    workers: list            # [WorkerReading]
+    retention: float = 86400.0
+
+
+@dataclass
+class _WorkerState:
+    ts: float
+    calls: int
+    errors: int
+    io_read: int
+    io_write: int
+    stats: dict
+
+
+@dataclass
+class _ServiceState:
+    workers: dict = field(default_factory=dict)          # worker_id -> _WorkerState
+    retired_methods: dict = field(default_factory=dict)  # method -> [count, errors]
+    retired_errors: int = 0
+    retired_calls: int = 0
+
+
+def _bucket_delta(now: dict, before: dict) -> dict[int, int]:
+    out = {}
+    for b, n in now.items():
+        d = n - before.get(b, 0)
+        if d > 0:
+            out[int(b)] = d
+    return out
+
+
+class Collector:
+    def __init__(self, store: MetricsStore):
+        self.store = store
+        self.latest: dict[str, dict[int, dict]] = {}   # service -> worker_id -> last sample
+        self.totals: dict[str, dict] = {}              # service -> {calls_per_s, errors, calls}
+        self._services: dict[str, _ServiceState] = {}
+        self._procs: dict[int, psutil.Process] = {}
+        self._pids: dict[str, set[int]] = {}
+        self._queue: "queue.SimpleQueue[Optional[ServiceSnapshot]]" = queue.SimpleQueue()
+        self._next_prune = 0.0
+        self._retention = 0.0
+        self._thread = threading.Thread(target=self._run, name="speedysvc-collector", daemon=True)
+        self._thread.start()
+
+    def submit(self, snapshot: ServiceSnapshot) -> None:
+        self._queue.put(snapshot)
+
+    def forget(self, service: str) -> None:
+        """The service stopped: its counters start again from zero next time."""
+        self._queue.put(ServiceSnapshot(service, time.time(), [], -1.0))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            snapshot = self._queue.get()
+            if snapshot is None:
+                return
+            try:
+                if snapshot.retention < 0:
+                    self._services.pop(snapshot.service, None)
+                    self.latest.pop(snapshot.service, None)
+                    self.totals.pop(snapshot.service, None)
+                    continue
+                self.collect(snapshot)
+            except Exception:  # noqa: BLE001 - a full disk must not stop the collector
+                log.exception("could not store the metrics of %s", snapshot.service)
+
+    def collect(self, snap: ServiceSnapshot) -> None:
+        """Sample the OS for the snapshot's processes and store one row per worker and method."""
+        state = self._services.setdefault(snap.service, _ServiceState())
+        rows: list[Any] = []
+        latest: dict[int, dict] = {}
+        current = {w.worker_id for w in snap.workers}
+        for wid in list(state.workers):
+            if wid not in current:  # exited: keep its counts in the service totals
+                gone = state.workers.pop(wid)
+                state.retired_calls += gone.calls
+                state.retired_errors += gone.errors
+                for method, (count, errors, _b) in gone.stats.items():
+                    acc = state.retired_methods.setdefault(method, [0, 0])
+                    acc[0] += count
+                    acc[1] += errors
+        deltas: dict[str, list] = {}
+        calls_per_s_total = 0.0
+        for w in snap.workers:
+            proc = self._process(w.pid)
+            rss = uss = io_read = io_write = 0
+            cpu = 0.0
+            if proc is not None:
+                try:
+                    with proc.oneshot():
+                        mem = proc.memory_full_info()
+                        rss, uss = mem.rss, getattr(mem, "uss", 0)
+                        cpu = proc.cpu_percent(None)
+                        try:
+                            io = proc.io_counters()
+                            io_read, io_write = io.read_bytes, io.write_bytes
+                        except (AttributeError, psutil.AccessDenied):
+                            pass
+                except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                    self._procs.pop(w.pid, None)
+            before = state.workers.get(w.worker_id)
+            dt = snap.ts - before.ts if before else 0.0
+            d_calls = w.calls - before.calls if before else w.calls
+            d_errors = w.errors - before.errors if before else w.errors
+            rate = d_calls / dt if dt > 0 else 0.0
+            calls_per_s_total += rate
+            rows.append(WorkerSample(snap.service, w.worker_id, snap.ts, w.pid, rss, uss, cpu,
+                                     max(0, io_read - before.io_read) if before else 0,
+                                     max(0, io_write - before.io_write) if before else 0,
+                                     max(0, d_calls), max(0, d_errors), rate))
+            latest[w.worker_id] = {"rss": rss, "uss": uss, "cpu_percent": cpu, "calls_per_s": rate}
+            for method, (count, errors, buckets) in w.stats.items():
+                prev = before.stats.get(method, [0, 0, {}]) if before else [0, 0, {}]
+                deltas.setdefault(method, []).append(_bucket_delta(buckets, prev[2]))
+            state.workers[w.worker_id] = _WorkerState(snap.ts, w.calls, w.errors, io_read, io_write,
+                                                      w.stats)
+        rows.extend(self._method_rows(snap, state, deltas))
+        pids = {w.pid for w in snap.workers}
+        for pid in self._pids.get(snap.service, set()) - pids:
+            self._procs.pop(pid, None)
+        self._pids[snap.service] = pids
+        self.latest[snap.service] = latest
+        self.totals[snap.service] = {
+            "calls_per_s": calls_per_s_total,
+            "errors": state.retired_errors + sum(w.errors for w in state.workers.values()),
+            "calls": state.retired_calls + sum(w.calls for w in state.workers.values()),
+        }
+        self.store.add_samples(rows)
+        self._retention = max(self._retention, snap.retention)
+        if snap.ts >= self._next_prune:
+            self._next_prune = snap.ts + PRUNE_EVERY_S
+            self.store.prune(snap.ts, self._retention)
+
+    def _method_rows(self, snap: ServiceSnapshot, state: _ServiceState,
+                     deltas: dict[str, list]) -> list[MethodSample]:
+        totals: dict[str, list] = {m: list(v) for m, v in state.retired_methods.items()}
+        for w in state.workers.values():
+            for method, (count, errors, _b) in w.stats.items():
+                acc = totals.setdefault(method, [0, 0])
+                acc[0] += count
+                acc[1] += errors
+        rows = []
+        everything = []
+        for method, (count, errors) in sorted(totals.items()):
+            merged = merge_buckets(deltas.get(method, []))
+            everything.append(merged)
+            rows.append(MethodSample(snap.service, snap.ts, method, count, errors,
+                                     percentile_from_buckets(merged, 0.5),
+                                     percentile_from_buckets(merged, 0.9),
+                                     percentile_from_buckets(merged, 0.99)))
+        if rows:
+            merged = merge_buckets(everything)
+            rows.append(MethodSample(snap.service, snap.ts, ALL_METHODS,
+                                     sum(r.count for r in rows), sum(r.errors for r in rows),
+                                     percentile_from_buckets(merged, 0.5),
+                                     percentile_from_buckets(merged, 0.9),
+                                     percentile_from_buckets(merged, 0.99)))
+        return rows
+
+    def _process(self, pid: int) -> Optional[psutil.Process]:
+        proc = self._procs.get(pid)
+        if proc is None:
+            try:
+                proc = self._procs[pid] = psutil.Process(pid)
+                proc.cpu_percent(None)  # the first reading only sets the baseline
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                return None
+        return proc

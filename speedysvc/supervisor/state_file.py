@@ -1,0 +1,131 @@
+"""How tools find a running supervisor: `<runtime_dir>/<scope>.json`.
+
+The supervisor holds an exclusive flock on `<scope>.lock` for its whole life (the kernel drops
+it when the process dies, even by SIGKILL), so a second supervisor of the same scope is refused
+without trusting a possibly stale pid. The JSON file says where the control API listens:
+
+    {"pid", "pid_started", "scope", "ini", "control_address", "control_tcp_address",
+     "web_monitor", "started_at"}
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from typing import Any, Optional
+
+import psutil
+
+
+class AlreadyRunning(Exception):
+    """Another live supervisor holds this scope."""
+
+
+def default_runtime_dir() -> str:
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base:
+        return os.path.join(base, "speedysvc")
+    return os.path.join(tempfile.gettempdir(), f"speedysvc-{os.getuid()}")
+
+
+def state_path(runtime_dir: str, scope: str) -> str:
+    return os.path.join(runtime_dir, f"{scope}.json")
+
+
+def _process_started(pid: int) -> Optional[float]:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+class StateFile:
+    """The running supervisor's side: lock, write, update, remove."""
+
+    def __init__(self, runtime_dir: str, scope: str):
+        self.runtime_dir = runtime_dir
+        self.scope = scope
+        self.path = state_path(runtime_dir, scope)
+        self.lock_path = os.path.join(runtime_dir, f"{scope}.lock")
+        self._lock_fd: Optional[int] = None
+        self.data: dict[str, Any] = {}
+
+    def acquire(self) -> None:
+        """Take the scope's lock; raises AlreadyRunning naming the holder."""
+        os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            holder = read_state(self.path)
+            who = f"pid {holder['pid']}, {holder.get('ini')}" if holder else "another process"
+            raise AlreadyRunning(f"a supervisor of scope {self.scope!r} is already running ({who}); "
+                                 f"stop it first, or give this one another [supervisor] scope") from None
+        self._lock_fd = fd
+
+    def write(self, **data: Any) -> None:
+        self.data.update(data)
+        self.data.setdefault("pid", os.getpid())
+        self.data.setdefault("pid_started", _process_started(os.getpid()))
+        self.data.setdefault("scope", self.scope)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.data, f, indent=2)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        for path in (self.path,):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def read_state(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_alive(state: dict) -> bool:
+    """The process that wrote `state` is still running (not a new process with its pid)."""
+    pid = state.get("pid")
+    if not isinstance(pid, int):
+        return False
+    started = _process_started(pid)
+    if started is None:
+        return False
+    expected = state.get("pid_started")
+    return expected is None or abs(started - expected) < 1.0
+
+
+def find(runtime_dir: Optional[str] = None, scope: Optional[str] = None) -> tuple[list[dict], list[dict]]:
+    """(live supervisors, stale state files) in runtime_dir, optionally of one scope."""
+    runtime_dir = runtime_dir or default_runtime_dir()
+    if scope is not None:
+        names = [f"{scope}.json"]
+    else:
+        try:
+            names = sorted(n for n in os.listdir(runtime_dir) if n.endswith(".json"))
+        except FileNotFoundError:
+            names = []
+    live, stale = [], []
+    for name in names:
+        state = read_state(os.path.join(runtime_dir, name))
+        if state is None:
+            continue
+        state["state_file"] = os.path.join(runtime_dir, name)
+        (live if is_alive(state) else stale).append(state)
+    return live, stale
