@@ -18,9 +18,18 @@ from monitor_control_service import FakeControlService  # noqa: E402  (needs spe
 @pytest.fixture
 def served_fake():
     fake = FakeControl()
-    with speedysvc.serve(FakeControlService(fake), workers=1, in_process=True,
-                         scope="wm" + uuid.uuid4().hex[:8], tcp="127.0.0.1:0") as running:
+    scope = "wm" + uuid.uuid4().hex[:8]
+    with speedysvc.serve(FakeControlService(fake), workers=1, in_process=True, scope=scope,
+                         tcp="127.0.0.1:0") as running:
         yield fake, running
+    assert_no_shm_left(scope)
+
+
+def assert_no_shm_left(scope: str) -> None:
+    from speedysvc import naming
+    left = naming.list_objects(scope)
+    naming.sweep(scope)
+    assert not left, f"shared-memory objects left behind: {left}"
 
 
 @pytest.mark.parametrize("transport", ["shm", "tcp"])
@@ -57,7 +66,8 @@ def test_unreachable_control_is_503_and_reconnects_later():
     fake = FakeControl({"a": {}})
     with speedysvc.serve(FakeControlService(fake), workers=1, in_process=True, scope=scope):
         assert client.get("/health").status_code == 200
-    control.close()
+        control.close()
+    assert_no_shm_left(scope)
 
 
 @pytest.mark.parametrize("exc, status", [
