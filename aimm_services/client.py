@@ -17,27 +17,21 @@ from __future__ import annotations
 
 import importlib
 import logging
-import queue
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 from speedysvc import connect
 
 from . import wire_values
+from .action_tracker import TERMINAL, ActionTracker
 from .data_access import DataAccess, DataAccessArg
-from .errors import (ActionCancelled, ActionFailed, ActionNotFinished, ActionTimeout,
-                     NotLoggedIn, UnknownModelType)
+from .errors import (ActionCancelled, ActionFailed, ActionTimeout, NotLoggedIn,
+                     UnknownModelType)
 from .plugins import default_registry
 
 log = logging.getLogger(__name__)
 
 ENGINE_SERVICE = "aimm_engine"
-TERMINAL = ("done", "failed", "cancelled")
-# a safety net only: if an event was lost, a waiter re-reads its action this often
-RESYNC_AFTER_S = 5.0
-LISTEN_POLL_S = 0.2    # how soon the event thread notices logout/close
 
 __all__ = ["AIMM", "ActionHandle", "ModelRef", "DataAccess", "DataAccessArg"]
 
@@ -118,35 +112,28 @@ class AIMM:
         self.address = address
         self._client = connect(service, address, **options)
         self._token: Optional[str] = None
-        self._cond = threading.Condition()
-        self._models: dict[int, dict] = {}
-        self._model_revisions: dict[int, int] = {}
-        self._actions: dict[int, dict] = {}
-        self._subscription = None
-        self._listener: Optional[threading.Thread] = None
-        self._stopping = threading.Event()
-        self._missed = 0
+        self._tracker: Optional[ActionTracker] = None
 
     # ---- session ----
 
     def login(self, username: str, password: str) -> None:
         """Log in; afterwards `state` is filled and kept current."""
         self._token = self._client.login(username, password)
-        if self._subscription is None:
+        if self._tracker is None:
             # subscribe before reading the state, so no change falls between the two
-            self._subscription = self._client.subscribe(["action", "model"])
-            self._listener = threading.Thread(target=self._listen, daemon=True,
-                                              name="aimm-client-events")
-            self._listener.start()
+            self._tracker = ActionTracker(self._client, on_missed=self._resync)
         self._resync()
 
     def logout(self) -> None:
-        if self._token is not None:
-            try:
-                self._client.logout(self._token)
-            finally:
-                self._token = None
-                self._stop_listening()
+        if self._token is None:
+            return
+        try:
+            self._client.logout(self._token)
+        finally:
+            self._token = None
+            tracker, self._tracker = self._tracker, None
+            if tracker is not None:
+                tracker.close()
 
     def close(self) -> None:
         try:
@@ -171,14 +158,12 @@ class AIMM:
     @property
     def state(self) -> dict:
         """{"models": {id: summary}, "actions": {id: snapshot}} as last pushed by the engine."""
-        with self._cond:
-            return {"models": {k: dict(v) for k, v in self._models.items()},
-                    "actions": {k: dict(v) for k, v in self._actions.items()}}
+        tracker = self._require_tracker()
+        return {"models": tracker.models, "actions": tracker.actions}
 
     @property
     def actions(self) -> dict:
-        with self._cond:
-            return {k: dict(v) for k, v in self._actions.items()}
+        return self._require_tracker().actions
 
     def models(self) -> list:
         return self._client.models(self.token)
@@ -192,13 +177,13 @@ class AIMM:
 
     def action(self, action_id: int) -> ActionHandle:
         snapshot = self._client.action(self.token, action_id)
-        self._apply_action(snapshot)
+        self._require_tracker().apply_action(snapshot)
         return ActionHandle(self, snapshot)
 
     def cancel(self, action_id: int) -> dict:
         """Cancel an action: a queued one at once, a running one within about a second."""
         snapshot = self._client.cancel(self.token, action_id)
-        self._apply_action(snapshot)
+        self._require_tracker().apply_action(snapshot)
         return snapshot
 
     # ---- operations ----
@@ -245,58 +230,32 @@ class AIMM:
 
     # ---- internals ----
 
+    def _require_tracker(self) -> ActionTracker:
+        if self._tracker is None:
+            raise NotLoggedIn("not logged in: call login(username, password) first")
+        return self._tracker
+
     def _start(self, snapshot: dict, wait: bool) -> Any:
-        self._apply_action(snapshot)
+        self._require_tracker().apply_action(snapshot)
         handle = ActionHandle(self, snapshot)
         return handle.result() if wait else handle
 
     def _action_snapshot(self, action_id: int) -> dict:
-        with self._cond:
-            snapshot = self._actions.get(action_id)
+        tracker = self._require_tracker()
+        snapshot = tracker.action(action_id)
         if snapshot is None:
             snapshot = self._client.action(self.token, action_id)
-            self._apply_action(snapshot)
-        return dict(snapshot)
+            tracker.apply_action(snapshot)
+        return snapshot
 
     def _wait_action(self, action_id: int, timeout: Optional[float]) -> dict:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last_check = time.monotonic()
-        with self._cond:
-            while True:
-                snapshot = self._actions.get(action_id)
-                if snapshot is not None and snapshot["status"] in TERMINAL:
-                    return dict(snapshot)
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    raise ActionNotFinished(
-                        f"action {action_id} is still "
-                        f"{snapshot['status'] if snapshot else 'unknown'} after {timeout:g} s")
-                if snapshot is None or now - last_check >= RESYNC_AFTER_S:
-                    self._cond.release()
-                    try:
-                        self._apply_action(self._client.action(self.token, action_id))
-                    finally:
-                        self._cond.acquire()
-                    last_check = time.monotonic()
-                    continue
-                wait_for = RESYNC_AFTER_S if deadline is None else min(RESYNC_AFTER_S,
-                                                                       deadline - now)
-                self._cond.wait(max(0.0, wait_for))
+        token = self.token
+        return self._require_tracker().wait(action_id, timeout,
+                                            lambda: self._client.action(token, action_id))
 
     def _result(self, action_id: int, operation: str, timeout: Optional[float]) -> Any:
-        snapshot = self._wait_action(action_id, timeout)
-        if snapshot["status"] == "cancelled":
-            raise ActionCancelled(f"action {action_id} ({operation}) was cancelled")
-        if snapshot["status"] == "failed":
-            error = snapshot.get("error") or {}
-            error_type = error.get("type", "")
-            message = f"action {action_id} ({operation}) failed: {error_type}: " \
-                      f"{error.get('message', '')}"
-            if error_type.endswith("ActionTimeout"):
-                raise ActionTimeout(message)
-            raise ActionFailed(message, error_type, error.get("traceback", ""))
-        outcome = self._client.outcome(self.token, action_id)
-        result = outcome["result"]
+        raise_for_outcome(self._wait_action(action_id, timeout))
+        result = self._client.outcome(self.token, action_id)["result"]
         if operation == "predict":
             return wire_values.decode(result)
         if operation == "remove_instance":
@@ -304,74 +263,23 @@ class AIMM:
         return ModelRef(result["instance_id"], result["model_type"], result["version"], self)
 
     def _resync(self) -> None:
-        state = self._client.state(self.token)
-        revision = state["revision"]
-        with self._cond:
-            self._models = {int(k): v for k, v in state["models"].items()}
-            self._model_revisions = {k: revision for k in self._models}
-            for key, snapshot in state["actions"].items():
-                self._apply_action_locked(snapshot)
-            self._cond.notify_all()
+        if self._token is not None and self._tracker is not None:
+            self._tracker.replace_state(self._client.state(self._token))
 
-    def _apply_action(self, snapshot: dict) -> None:
-        with self._cond:
-            self._apply_action_locked(snapshot)
-            self._cond.notify_all()
 
-    def _apply_action_locked(self, snapshot: dict) -> None:
-        current = self._actions.get(snapshot["action_id"])
-        if current is None or snapshot["revision"] > current["revision"]:
-            self._actions[snapshot["action_id"]] = snapshot
-
-    def _apply_model_event(self, event: dict) -> None:
-        instance_id, revision = event["instance_id"], event["revision"]
-        with self._cond:
-            if revision <= self._model_revisions.get(instance_id, 0):
-                return
-            self._model_revisions[instance_id] = revision
-            if event["event"] == "removed":
-                self._models.pop(instance_id, None)
-            else:
-                self._models[instance_id] = event["model"]
-            self._cond.notify_all()
-
-    def _listen(self) -> None:
-        subscription = self._subscription
-        try:
-            self._listen_until_stopped(subscription)
-        finally:
-            # closed here, by the thread that polls it: speedysvc's Subscription.close()
-            # from another thread while get() waits on its semaphore crashes the process
-            subscription.close()
-
-    def _listen_until_stopped(self, subscription: Any) -> None:
-        while not self._stopping.is_set():
-            try:
-                event = subscription.get(timeout=LISTEN_POLL_S)
-            except queue.Empty:
-                continue
-            except Exception:
-                log.exception("event subscription failed")
-                time.sleep(0.5)
-                continue
-            try:
-                if event.topic == "action":
-                    self._apply_action(event.payload)
-                elif event.topic == "model":
-                    self._apply_model_event(event.payload)
-                if subscription.missed != self._missed and self._token is not None:
-                    self._missed = subscription.missed
-                    self._resync()      # events were lost: read the whole state again
-            except Exception:
-                log.exception("could not apply %s event", event.topic)
-
-    def _stop_listening(self) -> None:
-        self._stopping.set()
-        if self._listener is not None:
-            self._listener.join(timeout=LISTEN_POLL_S + 5)
-            self._listener = None
-        self._subscription = None
-        self._stopping.clear()
+def raise_for_outcome(snapshot: dict) -> None:
+    """Raise the error a finished action ended with (nothing if it is done)."""
+    action_id, operation = snapshot["action_id"], snapshot["operation"]
+    if snapshot["status"] == "cancelled":
+        raise ActionCancelled(f"action {action_id} ({operation}) was cancelled")
+    if snapshot["status"] == "failed":
+        error = snapshot.get("error") or {}
+        error_type = error.get("type", "")
+        message = (f"action {action_id} ({operation}) failed: {error_type}: "
+                   f"{error.get('message', '')}")
+        if error_type.endswith("ActionTimeout"):
+            raise ActionTimeout(message)
+        raise ActionFailed(message, error_type, error.get("traceback", ""))
 
 
 def _encode_args(args: tuple, kwargs: dict) -> tuple[list, dict]:
