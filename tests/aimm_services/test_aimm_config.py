@@ -1,5 +1,4 @@
 """The AIMM YAML configuration: AIMM's own files load; mistakes are reported precisely."""
-import logging
 import textwrap
 
 import pytest

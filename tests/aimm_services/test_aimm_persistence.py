@@ -12,24 +12,23 @@ import yaml
 
 from aimm_services.backends import SQLiteStore
 from aimm_services.client import AIMM
-from deployment import PASSWORD, USER, deploy, write_config
+from aimm_deployment import PASSWORD, USER, deploy, write_config
 from speedysvc import naming
-from speedysvc.serve import new_scope
 
 COUNTER = "test.Counter"
 HERE = Path(__file__).resolve().parent
 
 
-def test_model_created_before_a_restart_is_fitted_and_used_after_it(tmp_path):
+def test_model_created_before_a_restart_is_fitted_and_used_after_it(tmp_path, scope):
     config = write_config(tmp_path)
-    with deploy(config) as first:
+    with deploy(config, scope=scope) as first:
         with AIMM(first.shm_address) as client:
             client.login(USER, PASSWORD)
             model = client.create_instance(COUNTER, start=10)
             client.fit(model.instance_id, by=1)
             removed = client.create_instance(COUNTER)
             client.remove_instance(removed.instance_id)
-    with deploy(config) as second:
+    with deploy(config, scope=scope) as second:
         with AIMM(second.shm_address) as client:
             client.login(USER, PASSWORD)
             assert set(client.state["models"]) == {model.instance_id}
@@ -43,7 +42,7 @@ SUPERVISOR_SCRIPT = """
 import sys, time
 from pathlib import Path
 sys.path[:0] = [{here!r}, {repo!r}]
-from deployment import deploy, USER, PASSWORD
+from aimm_deployment import deploy, USER, PASSWORD
 from aimm_services.client import AIMM
 with deploy(Path({config!r}), plugin_workers=1, scope={scope!r}) as running:
     client = AIMM(running.shm_address)
@@ -57,9 +56,8 @@ with deploy(Path({config!r}), plugin_workers=1, scope={scope!r}) as running:
 """
 
 
-def test_no_model_lost_when_the_supervisor_is_killed_after_a_call_returned(tmp_path):
+def test_no_model_lost_when_the_supervisor_is_killed_after_a_call_returned(tmp_path, scope):
     config = write_config(tmp_path)
-    scope = new_scope()
     script = SUPERVISOR_SCRIPT.format(here=str(HERE), repo=str(HERE.parent.parent),
                                       config=str(config), scope=scope)
     supervisor = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
@@ -86,7 +84,7 @@ def test_no_model_lost_when_the_supervisor_is_killed_after_a_call_returned(tmp_p
     assert json.loads(model.instance)["count"] == 10
 
 
-def test_an_existing_aimm_configuration_runs_unchanged(tmp_path):
+def test_an_existing_aimm_configuration_runs_unchanged(tmp_path, scope):
     # AIMM's examples/0001 layout: no name, a list of controls, an unsalted SHA-256 user
     aimm_yaml = {
         "log": {"disable_existing_loggers": False, "formatters": {"default": {}},
@@ -103,7 +101,7 @@ def test_an_existing_aimm_configuration_runs_unchanged(tmp_path):
     }
     config = tmp_path / "aimm.yaml"
     config.write_text(yaml.safe_dump(aimm_yaml))
-    with deploy(config) as running:
+    with deploy(config, scope=scope) as running:
         with AIMM(running.shm_address) as client:
             client.login("user", "old secret")
             model = client.create_instance(COUNTER, start=1)
@@ -111,9 +109,9 @@ def test_an_existing_aimm_configuration_runs_unchanged(tmp_path):
     assert (tmp_path / "data" / "aimm.db").exists()
 
 
-def test_services_leave_no_shared_memory_behind(tmp_path):
+def test_services_leave_no_shared_memory_behind(tmp_path, scope):
     config = write_config(tmp_path, backend="memory")
-    with deploy(config) as running:
+    with deploy(config, scope=scope) as running:
         with AIMM(running.shm_address) as client:
             client.login(USER, PASSWORD)
             client.create_instance(COUNTER)

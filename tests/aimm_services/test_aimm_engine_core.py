@@ -9,7 +9,7 @@ from aimm_services.backends import MemoryStore
 from aimm_services.data_access import DataAccess
 from aimm_services.engine.core import Engine
 from aimm_services.errors import UnknownAction, UnknownModel, UnknownModelType
-from fake_runner import ThreadRunner
+from aimm_fake_runner import ThreadRunner
 
 COUNTER = "test.Counter"
 

@@ -10,7 +10,9 @@ from aimm_services.client import AIMM, ModelRef
 from aimm_services.data_access import DataAccess
 from aimm_services.errors import (ActionCancelled, ActionFailed, ActionTimeout, LoginFailed,
                                   NotLoggedIn, UnknownModel, UnknownModelType)
-from deployment import PASSWORD, USER, deploy, write_config
+from speedysvc import naming
+from speedysvc.serve import new_scope
+from aimm_deployment import PASSWORD, USER, deploy, write_config
 
 COUNTER = "test.Counter"
 SLEEPER = "aimm_test_plugins.Sleeper"
@@ -32,8 +34,11 @@ def wait_until(condition, timeout=10.0, message="condition"):
 def deployment(tmp_path_factory):
     config = write_config(tmp_path_factory.mktemp("aimm"), max_children=PLUGIN_WORKERS,
                           plugins=("aimm_test_plugins", "aimm_services.example.linear_plugins"))
-    with deploy(config, plugin_workers=PLUGIN_WORKERS, tcp=True) as running:
+    scope = new_scope()
+    with deploy(config, plugin_workers=PLUGIN_WORKERS, tcp=True, scope=scope) as running:
         yield running
+    wait_until(lambda: not naming.list_objects(scope), timeout=5,
+               message="the services' shared memory to be removed")
 
 
 @pytest.fixture
