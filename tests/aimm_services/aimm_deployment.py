@@ -11,6 +11,7 @@ from speedysvc.serve import new_scope
 
 from aimm_services.backend_service import BackendService
 from aimm_services.engine_service import EngineService
+from aimm_services.json_control_service import JSONControlService
 from aimm_services.passwords import hash_password
 from aimm_services.plugin_service import PluginService
 
@@ -48,6 +49,7 @@ class Deployment:
     plugins: object
     backend: object
     engine: object
+    json: Optional[object] = None
 
     @property
     def shm_address(self) -> str:
@@ -60,7 +62,7 @@ class Deployment:
 
 @contextlib.contextmanager
 def deploy(config: Path, *, plugin_workers: int = 2, tcp: bool = False,
-           scope: Optional[str] = None):
+           scope: Optional[str] = None, json_control: bool = False):
     """The plugin pool, the backend and the engine, started in that order."""
     previous = os.environ.get("AIMM_CONFIG")
     os.environ["AIMM_CONFIG"] = str(config)     # the workers inherit it
@@ -73,7 +75,13 @@ def deploy(config: Path, *, plugin_workers: int = 2, tcp: bool = False,
                 serve(EngineService, workers=1, scope=scope,
                       tcp="127.0.0.1:0" if tcp else None,
                       start_timeout=START_TIMEOUT) as engine:
-            yield Deployment(scope, config, plugins, backend, engine)
+            if not json_control:
+                yield Deployment(scope, config, plugins, backend, engine)
+                return
+            with serve(JSONControlService, workers=2, scope=scope,
+                       tcp="127.0.0.1:0" if tcp else None,
+                       start_timeout=START_TIMEOUT) as json_service:
+                yield Deployment(scope, config, plugins, backend, engine, json_service)
     finally:
         if previous is None:
             os.environ.pop("AIMM_CONFIG", None)
