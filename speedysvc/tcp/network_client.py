@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import socket
 import threading
 from typing import Any, Optional, Sequence
@@ -185,7 +186,8 @@ class NetworkClient:
 
 
 class _TcpEventSource:
-    """A dedicated connection that receives EVENT frames."""
+    """A dedicated connection receiving EVENT frames. A reader thread owns the socket, so a
+    poll() that times out never leaves a frame half-read."""
 
     def __init__(self, client: NetworkClient):
         self.conn = _Connection(client.host, client.port, client.service_name, client.secret,
@@ -196,25 +198,51 @@ class _TcpEventSource:
             kind, _, _, rid, body = frames.read_frame(self.conn.sock, client.max_frame)
             if kind == frames.REPLY and rid == 1:
                 break
+        self.conn.sock.settimeout(None)
         self.max_frame = client.max_frame
         self.missed = 0
         self._last_seq = None
+        self._events: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._error: Optional[Exception] = None
+        self._closed = False
+        self._reader = threading.Thread(target=self._read_loop, daemon=True, name="speedysvc-tcp-events")
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        try:
+            while not self._closed:
+                kind, _, _, _, body = frames.read_frame(self.conn.sock, self.max_frame)
+                if kind == frames.EVENT:
+                    self._events.put(serialisers.CONTROL.decode(memoryview(body)))
+        except (OSError, ProtocolError) as exc:
+            if not self._closed:
+                self._error = exc
+        finally:
+            self._events.put(None)  # wake a waiting poll()
 
     def poll(self, timeout: Optional[float]):
-        self.conn.sock.settimeout(timeout)
         try:
-            kind, _, _, _, body = frames.read_frame(self.conn.sock, self.max_frame)
-        except socket.timeout:
+            item = self._events.get(timeout=timeout)
+        except queue.Empty:
             return
-        except ConnectionError as exc:
-            raise ServiceUnavailable(f"event connection lost: {exc}") from None
-        if kind != frames.EVENT:
-            return
-        seq, topic, topic_seq, payload = serialisers.CONTROL.decode(memoryview(body))
-        if self._last_seq is not None and seq > self._last_seq + 1:
-            self.missed += seq - self._last_seq - 1
-        self._last_seq = seq
-        yield seq, topic, topic_seq, payload
+        while item is not None:
+            seq, topic, topic_seq, payload = item
+            if self._last_seq is not None and seq > self._last_seq + 1:
+                self.missed += seq - self._last_seq - 1
+            self._last_seq = seq
+            yield seq, topic, topic_seq, payload
+            try:
+                item = self._events.get_nowait()
+            except queue.Empty:
+                return
+        if self._error is not None and not self._closed:
+            raise ServiceUnavailable(f"event connection lost: {self._error}")
 
     def close(self) -> None:
+        self._closed = True
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.conn.close()
+        self._reader.join(2)
