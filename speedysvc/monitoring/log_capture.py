@@ -63,8 +63,13 @@ class ServiceLogs:
         self._eof: dict[int, threading.Event] = {}
         self._gateway_reads: dict[int, int] = {}
 
-    def set_level(self, level: str) -> None:
+    def reconfigure(self, log_dir: str, max_bytes: int, backups: int, level: str) -> None:
         self.min_rank = _RANK.get(level.upper(), 1)
+        w = self.writer
+        if (log_dir, max_bytes, backups) != (self.log_dir, w.max_bytes, w.backups):
+            self.log_dir = log_dir
+            self.writer = LogWriter(log_dir, self.name, max_bytes=max_bytes, backups=backups)
+            w.close()
 
     def write(self, stream: str, message: str, *, pid: Optional[int], worker_id: Optional[int],
               level: Optional[str] = None, ts: Optional[float] = None) -> None:
@@ -142,11 +147,10 @@ class LogCapture:
     def service(self, name: str, log_dir: str, max_bytes: int, backups: int,
                 level: str = "INFO") -> ServiceLogs:
         sink = self.services.get(name)
-        if sink is None or sink.log_dir != log_dir:
-            if sink is not None:
-                sink.close()
+        if sink is None:
             sink = self.services[name] = ServiceLogs(self, name, log_dir, max_bytes, backups, level)
-        sink.set_level(level)
+        else:
+            sink.reconfigure(log_dir, max_bytes, backups, level)
         return sink
 
     def register(self, fd: int, source: _Source) -> None:

@@ -79,6 +79,7 @@ class Arbiter:
         self._boot_started: set[str] = set()
         self._stop_queue: list[str] = []
         self._removing: set[str] = set()
+        self._pending_add: dict[str, Any] = {}
         self._next_collect: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
         self.capture: Optional[LogCapture] = None
@@ -101,7 +102,15 @@ class Arbiter:
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._commands.put((command, args, future))
         self._wake()
-        return future.result(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return future.result(0.25)
+            except concurrent.futures.TimeoutError:
+                if not self._accepting:
+                    raise ControlUnavailable("the supervisor is shutting down") from None
+                if time.monotonic() > deadline:
+                    raise
 
     def lookup(self, name: str) -> ServicePool:
         pools = dict(self.pools)
@@ -515,22 +524,22 @@ class Arbiter:
             sp = self.pools[section]
             svc = new_by_name[section]
             changed = diff.changed_options[section]
-            logs = sp.logs
-            if {"log_dir", "log_max_bytes", "log_backups", "log_level"} & set(changed):
-                logs = self.capture.service(sp.name, svc.log_dir, svc.log_max_bytes, svc.log_backups,
-                                            svc.log_level)
             if "import_from" in changed:
-                replacement = self._make_pool(svc)
+                # another class (maybe another service name): a new pool once the old one stopped
                 sp.stop()
-                sp.pending_config = svc
-                sp.service_cls = replacement.service_cls
+                self._removing.add(section)
+                self._pending_add[section] = svc
+                done.append(f"replacing {sp.name} ({section} now from {svc.import_from})")
+                continue
+            sp.logs = self.capture.service(sp.name, svc.log_dir, svc.log_max_bytes, svc.log_backups,
+                                           svc.log_level)
             if not svc.enabled:
                 sp.config = svc
                 done.append(sp.stop())
                 continue
-            sp.logs = logs
-            if "enabled" in changed and sp.pool is None:
+            if sp.pool is None and "enabled" in changed:
                 sp.config = svc
+                sp.restart_policy.update_settings(svc)
                 done.append(sp.start())
                 continue
             done.append(sp.reconfigure(svc, [k for k in changed if k != "enabled"]))
@@ -567,6 +576,18 @@ class Arbiter:
                 self._removing.discard(section)
                 if sp is not None:
                     self.collector.forget(sp.name)
+                svc = self._pending_add.pop(section, None)
+                if svc is not None and self.phase != "stopping":
+                    try:
+                        self.pools[section] = self._make_pool(svc)
+                    except BootError as exc:
+                        log.error("reload: %s", exc)
+                        continue
+                    if svc.enabled:
+                        self.pools[section].start()
+                    order = [s.name for s in self.config.services]
+                    self.pools = {n: self.pools[n] for n in sorted(
+                        self.pools, key=lambda n: order.index(n) if n in order else len(order))}
 
     # -- metrics -----------------------------------------------------------------------------
     def _collect_metrics(self) -> None:

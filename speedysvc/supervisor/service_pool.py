@@ -37,7 +37,7 @@ LIVE_OPTIONS = frozenset({
     "scale_down_cooldown", "scale_step_max", "scale_up_max_cpu", "max_proc_mem_bytes",
     "restart_backoff_initial", "restart_backoff_max", "crash_loop_restarts", "crash_loop_window",
     "worker_hang_timeout", "start_timeout", "graceful_timeout", "log_level", "metrics_interval",
-    "metrics_retention", "wait_until_completed"})
+    "metrics_retention", "wait_until_completed", "log_dir", "log_max_bytes", "log_backups"})
 # Options that only need the TCP gateway restarted.
 GATEWAY_OPTIONS = frozenset({"tcp_bind", "tcp_secret", "tcp_max_frame_bytes", "tcp_compression",
                              "port"})
@@ -487,14 +487,15 @@ class ServicePool:
             self.log.info("scaling %s: %s", self.name, decision.reason)
             self.target = decision.desired
             self._last_hold_reason = None
-        elif "holding" in decision.reason:
-            key = decision.reason.split("(", 1)[-1].split(",")[0]
-            level = logging.INFO if key != self._last_hold_reason else logging.DEBUG
-            self._last_hold_reason = key
-            self.log.log(level, "scaling %s: %s", self.name, decision.reason)
-        else:
-            self._last_hold_reason = None
-            self.log.debug("scaling %s: %s", self.name, decision.reason)
+            return
+        # Holding under load (at max, CPU-bound, cooling down) is worth an INFO line once per
+        # reason; routine decisions (steady, idle at min, still counting) are DEBUG.
+        hold = decision.reason.rsplit("(", 1)[-1].split(",")[0].split(" ")[0]
+        pressing = decision.state.high_readings > 0 and not decision.reason.endswith(
+            f"(waiting for {self.config.scale_up_intervals})")
+        level = logging.INFO if pressing and hold != self._last_hold_reason else logging.DEBUG
+        self._last_hold_reason = hold if pressing else None
+        self.log.log(level, "scaling %s: %s", self.name, decision.reason)
 
     # -- TCP gateway ---------------------------------------------------------------------
     def _start_gateway(self) -> None:
