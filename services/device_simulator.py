@@ -1,7 +1,17 @@
 """A simulated device application using the device API, for trying remote peers
-without hardware.
+without hardware. Run it on its own:
 
     python -m services.device_simulator [--pub-port 5556 --cmd-port 5557] [--speedysvc-scope SCOPE]
+
+or under the supervisor, which serves DeviceSimulatorService (one worker: the device
+binds the ZeroMQ ports once) and runs the simulated device inside it:
+
+    [DeviceSimulatorService]
+    import_from = services.device_simulator
+    min_proc_num = 1
+    max_proc_num = 1
+
+The worker reads DEVICE_SIMULATOR_* environment variables (see options_from_environment).
 
 It publishes heartbeats, a system status, trial events on a timer, and answers
 GET_CONFIGURATION, GET_STATUS, EMERGENCY_STOP, EMERGENCY_RESUME, STOP_ACQUISITION and
@@ -15,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -36,6 +47,7 @@ from services.device_api import (
     ZmqGatewayOptions,
     create_api_service,
 )
+from services.device_api.speedysvc_adapter import AttachedSpeedysvcTransport, DeviceApiMethods
 
 log = logging.getLogger("device_simulator")
 
@@ -222,13 +234,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_device(device: SimulatedDevice, trial_interval: float, stop: threading.Event,
+               run_seconds: Optional[float] = None) -> None:
+    """Run trials every `trial_interval` seconds until `stop` is set (or run_seconds pass)."""
+    deadline = None if run_seconds is None else time.monotonic() + run_seconds
+    next_trial = time.monotonic() + trial_interval
+    while not stop.is_set():
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return
+        if trial_interval > 0 and now >= next_trial:
+            device.run_trial()
+            next_trial = now + trial_interval
+        wake_times = [now + 1.0, deadline, next_trial if trial_interval > 0 else None]
+        stop.wait(max(0.0, min(t for t in wake_times if t is not None) - now))
+
+
 def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     service = create_api_service(build_options(args))
     device = SimulatedDevice(service, args.slow_command_seconds)
     stop_requested = threading.Event()
-    # Handlers only record the signal; the loop below acts on it.
+    # Handlers only record the signal; the loop acts on it.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop_requested.set())
     service.start()
@@ -242,22 +270,60 @@ def main(argv: Optional[list] = None) -> int:
         "speedysvc_tcp": getattr(speedysvc, "tcp_address", None),
     }), flush=True)
     device.launched()
-    deadline = None if args.run_seconds is None else time.monotonic() + args.run_seconds
-    next_trial = time.monotonic() + args.trial_interval
     try:
-        while not stop_requested.is_set():
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            if args.trial_interval > 0 and now >= next_trial:
-                device.run_trial()
-                next_trial = now + args.trial_interval
-            wake_times = [now + 1.0, deadline, next_trial if args.trial_interval > 0 else None]
-            stop_requested.wait(max(0.0, min(t for t in wake_times if t is not None) - now))
+        run_device(device, args.trial_interval, stop_requested, args.run_seconds)
     finally:
         device.terminating()
         service.stop()
     return 0
+
+
+def options_from_environment(environ: Optional[dict] = None) -> tuple:
+    """(ApiOptions, slow_command_seconds, trial_interval) for the supervisor-hosted simulator.
+
+    DEVICE_SIMULATOR_IDENTIFIER, _HEARTBEAT_INTERVAL (5), _ZMQ (1; 0 = no gateway),
+    _BIND_HOST (127.0.0.1), _PUB_PORT (5556), _CMD_PORT (5557),
+    _SLOW_COMMAND_SECONDS (2), _TRIAL_INTERVAL (3).
+    """
+    env = os.environ if environ is None else environ
+
+    def get(key: str, default: str) -> str:
+        return env.get(f"DEVICE_SIMULATOR_{key}", default)
+
+    args = build_parser().parse_args([
+        "--identifier", get("IDENTIFIER", "device-simulator"),
+        "--heartbeat-interval", get("HEARTBEAT_INTERVAL", "5"),
+        "--bind-host", get("BIND_HOST", "127.0.0.1"),
+        "--pub-port", get("PUB_PORT", "5556"),
+        "--cmd-port", get("CMD_PORT", "5557"),
+        *([] if get("ZMQ", "1") not in ("0", "false", "no") else ["--no-zmq"]),
+    ])
+    return build_options(args), float(get("SLOW_COMMAND_SECONDS", "2")), float(get("TRIAL_INTERVAL", "3"))
+
+
+class DeviceSimulatorService(DeviceApiMethods):
+    """The simulator as a speedysvc service: the worker runs the device; speedysvc clients
+    call the device API methods and subscribe to its events, ZeroMQ peers use the gateway."""
+
+    name = "device_simulator"
+    port = 5558
+
+    def on_start(self) -> None:
+        options, slow_seconds, trial_interval = options_from_environment()
+        self._service = create_api_service(options, extra_transports=[AttachedSpeedysvcTransport(self)])
+        self._device = SimulatedDevice(self._service, slow_seconds)
+        self._stop = threading.Event()
+        self._service.start()
+        self._device.launched()
+        self._runner = threading.Thread(target=run_device, args=(self._device, trial_interval, self._stop),
+                                        name="device-simulator-trials", daemon=True)
+        self._runner.start()
+
+    def on_stop(self) -> None:
+        self._stop.set()
+        self._runner.join()
+        self._device.terminating()
+        self._service.stop()
 
 
 if __name__ == "__main__":

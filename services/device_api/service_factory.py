@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from .options import ApiOptions, RpcOptions
 from .rpc_service import RpcService
@@ -11,13 +11,17 @@ from .transport import EventTransport
 log = logging.getLogger(__name__)
 
 
-def create_api_service(options: ApiOptions) -> Optional[RpcService]:
-    """None when options.rpc is missing or disabled, as in 0.12; the service is not started."""
+def create_api_service(options: ApiOptions, extra_transports: Sequence[EventTransport] = ()) -> Optional[RpcService]:
+    """None when options.rpc is missing or disabled, as in 0.12; the service is not started.
+
+    `extra_transports` are added after those the options enable (e.g. an
+    AttachedSpeedysvcTransport when a speedysvc worker hosts the device application).
+    """
     if options is None or options.rpc is None or not options.rpc.enable:
         return None
     if options.telemetry is not None and options.telemetry.enable:
         log.warning("telemetry options are accepted for compatibility but telemetry is not exported")
-    return RpcService(options.rpc, _transports(options.rpc))
+    return RpcService(options.rpc, _transports(options.rpc) + list(extra_transports))
 
 
 def _transports(rpc: RpcOptions) -> List[EventTransport]:

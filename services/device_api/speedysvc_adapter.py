@@ -1,6 +1,8 @@
-"""The speedysvc transport: the device API as an in-process speedysvc service.
+"""The speedysvc transport: the device API as a speedysvc service, either served
+in-process by the device application (SpeedysvcTransport) or attached to an
+instance that a speedysvc worker already serves (AttachedSpeedysvcTransport).
 
-speedysvc clients (shared memory or TCP) call DeviceApiService's msgpack methods and
+speedysvc clients (shared memory or TCP) call DeviceApiMethods' msgpack methods and
 subscribe to its events. Requests and replies are the same dicts as on the ZeroMQ
 wire (camelCase keys); each published event is
 
@@ -40,14 +42,24 @@ def speedysvc_topic(topic: int) -> str:
     return str(int(topic))
 
 
-class DeviceApiService(ServerMethodsBase):
-    """Served in the device application's process with serve(instance, in_process=True)."""
+class DeviceNotAttached(DeviceApiError, RuntimeError):
+    """A method was called before the device application attached its RpcService."""
 
-    name = "device_api"
 
-    def __init__(self, sink: CommandSink) -> None:
-        super().__init__()
+class DeviceApiMethods(ServerMethodsBase):
+    """The device API's speedysvc methods. The RpcService answering them is attached
+    when a transport starts, so the same class works served in the device process
+    (SpeedysvcTransport) or as a supervisor worker that runs the device itself."""
+
+    _sink: Optional[CommandSink] = None
+
+    def attach(self, sink: Optional[CommandSink]) -> None:
         self._sink = sink
+
+    def _attached(self) -> CommandSink:
+        if self._sink is None:
+            raise DeviceNotAttached("the device API service is not running (its RpcService is not started)")
+        return self._sink
 
     @msgpack_method
     def send_command(self, request: dict, wait: float = DEFAULT_COMMAND_WAIT) -> dict:
@@ -55,12 +67,13 @@ class DeviceApiService(ServerMethodsBase):
 
         Waits for the handler up to `wait` seconds, then raises CommandStillRunning.
         """
+        sink = self._attached()
         try:
             parsed = command_request_from_wire(request)
         except MalformedCommandRequest as exc:
             return malformed_request_reply(exc).to_wire()
         reply: "Future[CommandReply]" = Future()
-        self._sink.submit_command(parsed, reply.set_result)
+        sink.submit_command(parsed, reply.set_result)
         try:
             return reply.result(timeout=wait).to_wire()
         except FutureTimeout:
@@ -71,17 +84,36 @@ class DeviceApiService(ServerMethodsBase):
     @msgpack_method
     def get_command_result(self, nonce: int) -> dict:
         """`{nonce, state: pending|complete|unknown, command, response}` of an asynchronous command."""
-        return self._sink.command_result(int(nonce))
+        return self._attached().command_result(int(nonce))
 
     @msgpack_method
     def snapshot(self) -> dict:
         """Last heartbeat, status and emergency events, and the last sequence number of each topic."""
-        return self._sink.snapshot()
+        return self._attached().snapshot()
 
     @msgpack_method
     def topics(self) -> dict:
         """Topic names -> the speedysvc topic to subscribe to."""
         return {topic.name: speedysvc_topic(topic) for topic in ApiTopic if topic != ApiTopic.ANY}
+
+
+class DeviceApiService(DeviceApiMethods):
+    """Served in the device application's process with serve(instance, in_process=True)."""
+
+    name = "device_api"
+
+
+def publish_message(instance: ServerMethodsBase, message: OutboundMessage) -> None:
+    """Publish one device API message through a served speedysvc instance."""
+    payload = {"topic": message.topic, "seq": message.seq, "message": message.payload}
+    try:
+        instance.publish(speedysvc_topic(message.topic), payload)
+    except PayloadTooLarge as exc:
+        # Subscribers still see the sequence number, so they know what they missed.
+        log.warning("event %s#%s too large for speedysvc (%s); publishing a marker", message.topic, message.seq, exc)
+        instance.publish(speedysvc_topic(message.topic), {
+            "topic": message.topic, "seq": message.seq, "message": None,
+            "error": f"event of {len(message.body)} bytes exceeds the speedysvc event size"})
 
 
 class SpeedysvcTransport:
@@ -106,7 +138,8 @@ class SpeedysvcTransport:
         return self._running.scope if self._running is not None else None
 
     def start(self, sink: CommandSink) -> None:
-        self._service = DeviceApiService(sink)
+        self._service = DeviceApiService()
+        self._service.attach(sink)
         stack = contextlib.ExitStack()
         try:
             self._running = stack.enter_context(serve(
@@ -121,18 +154,8 @@ class SpeedysvcTransport:
                  f" and {self.tcp_address}" if self.tcp_address else "")
 
     def publish(self, message: OutboundMessage) -> None:
-        if self._running is None:
-            return
-        payload = {"topic": message.topic, "seq": message.seq, "message": message.payload}
-        try:
-            self._service.publish(speedysvc_topic(message.topic), payload)
-        except PayloadTooLarge as exc:
-            # Subscribers still see the sequence number, so they know what they missed.
-            log.warning("event %s#%s too large for speedysvc (%s); publishing a marker", message.topic,
-                        message.seq, exc)
-            self._service.publish(speedysvc_topic(message.topic), {
-                "topic": message.topic, "seq": message.seq, "message": None,
-                "error": f"event of {len(message.body)} bytes exceeds the speedysvc event size"})
+        if self._running is not None:
+            publish_message(self._service, message)
 
     def stop(self, flush_timeout: float) -> None:
         # Publishing into the shared-memory ring is synchronous: nothing is left to flush.
@@ -140,3 +163,26 @@ class SpeedysvcTransport:
         if self._exit_stack is not None and running is not None:
             self._exit_stack.close()
         self._exit_stack = None
+
+
+class AttachedSpeedysvcTransport:
+    """Publishes through a DeviceApiMethods instance that speedysvc already serves
+    (a supervisor worker running the device application in on_start)."""
+
+    name = "speedysvc"
+
+    def __init__(self, instance: DeviceApiMethods) -> None:
+        self._instance = instance
+        self._attached = False
+
+    def start(self, sink: CommandSink) -> None:
+        self._instance.attach(sink)
+        self._attached = True
+
+    def publish(self, message: OutboundMessage) -> None:
+        if self._attached:
+            publish_message(self._instance, message)
+
+    def stop(self, flush_timeout: float) -> None:
+        self._attached = False
+        self._instance.attach(None)

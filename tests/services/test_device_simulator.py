@@ -6,6 +6,7 @@ import os
 import secrets
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -184,3 +185,44 @@ def test_simulator_and_console_over_speedysvc():
         assert sim.terminate() == 0
     wait_until(lambda: not [n for n in os.listdir("/dev/shm") if f"ssvc_{scope}_" in n],
                message="the simulator's shared memory to be removed")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_simulator_served_as_a_speedysvc_worker(monkeypatch, zmq_context):
+    """How the supervisor runs it: DeviceSimulatorService in a worker process."""
+    from speedysvc import connect, serve
+
+    from device_api_peers import ZmqPeer
+    from services.device_simulator import DeviceSimulatorService
+
+    pub_port, cmd_port = _free_port(), _free_port()
+    for key, value in {"PUB_PORT": pub_port, "CMD_PORT": cmd_port, "HEARTBEAT_INTERVAL": 0.2,
+                       "TRIAL_INTERVAL": 0.3, "SLOW_COMMAND_SECONDS": 0.3}.items():
+        monkeypatch.setenv(f"DEVICE_SIMULATOR_{key}", str(value))
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    scope = "sw" + secrets.token_hex(4)
+    with serve(DeviceSimulatorService, workers=1, scope=scope, tcp="127.0.0.1:0") as running:
+        peer = ZmqPeer(zmq_context, pub_port, cmd_port)
+        try:
+            peer.wait_until_subscribed(timeout=10)
+            assert peer.request({"command": 400, "nonce": 1})["result"] == 100
+        finally:
+            peer.close()
+        for address in (running.shm_address, running.tcp_address):
+            with connect("device_simulator", address) as client:
+                subscription = client.subscribe(["6001"])
+                try:
+                    reply = client.send_command({"command": 50, "customCommand": -1, "nonce": 5, "data": None})
+                    assert reply["result"] == 201
+                    event = subscription.get(timeout=10)
+                    assert event.payload["message"]["nonce"] == 5 and event.payload["message"]["result"] == 100
+                    assert client.get_command_result(5)["state"] == "complete"
+                finally:
+                    subscription.close()
+    wait_until(lambda: not [n for n in os.listdir("/dev/shm") if f"ssvc_{scope}_" in n],
+               message="the worker's shared memory to be removed")
