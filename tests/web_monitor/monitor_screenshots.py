@@ -1,7 +1,10 @@
 """Take docs/monitor-overview.png and docs/monitor-service.png with Playwright.
 
     python tests/web_monitor/monitor_screenshots.py                 # the monitor over the fake control
-    python tests/web_monitor/monitor_screenshots.py --url http://127.0.0.1:5155 --service echo
+    python tests/web_monitor/monitor_screenshots.py --url http://127.0.0.1:5155 --service calculator
+
+The PNGs in docs/ were taken the second way, from `python -m speedysvc example.ini` with a
+client calling echo and calculator in a loop for a minute.
 """
 from __future__ import annotations
 
