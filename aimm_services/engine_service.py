@@ -45,8 +45,7 @@ class EngineService(ServerMethodsBase):
     def on_start(self) -> None:
         address = f"shm://{running_scope(self)}"
         self._store = ServiceModelStore(self.backend_service, address)
-        self._runner = ServicePluginRunner(self.plugin_service, address,
-                                           self.config.engine.max_children)
+        self._runner = ServicePluginRunner(self.plugin_service, address)
         self.engine = Engine(self._runner, self._store,
                              max_parallel=self.config.engine.max_children,
                              action_history=self.config.engine.action_history,
@@ -56,6 +55,8 @@ class EngineService(ServerMethodsBase):
                  self.config.name, len(self.engine.models()), self.config.engine.max_children)
 
     def on_stop(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
         if self._runner is not None:
             self._runner.close()
         if self._store is not None:

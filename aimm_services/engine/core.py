@@ -1,7 +1,8 @@
 """The engine: turns operations into actions and runs them.
 
 Scheduling rules:
-- each action runs in its own thread; at most `max_parallel` plugin calls run at once (the
+- each action runs in a thread of a pool (threads are reused, and so are the transport
+  channels each thread owns); at most `max_parallel` plugin calls run at once (the
   plugin pool's size), handed out first come, first served;
 - actions on one model form a line in submission order (fit, predict, update, remove), so a
   fit queued behind another fit works on the instance that fit produced, never a stale one;
@@ -22,6 +23,7 @@ import logging
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from .. import wire_values
@@ -57,6 +59,13 @@ class Engine:
         self._slot_queue: collections.deque = collections.deque()
         self._call_ids = itertools.count(1)
         self._registered: Optional[dict] = None
+        # FIFO hand-out keeps this deadlock-free: an action only ever waits for actions
+        # submitted before it, which got their threads first. The limit is generous
+        # because actions waiting for their model's turn hold a thread.
+        self._action_threads = ThreadPoolExecutor(max_workers=256,
+                                                  thread_name_prefix="aimm-action")
+        self._fetch_threads = ThreadPoolExecutor(max_workers=64,
+                                                 thread_name_prefix="aimm-data-access")
 
     # ---- operations (each returns the new action's snapshot at once) ----
 
@@ -97,6 +106,11 @@ class Engine:
         model = self._require_model(instance_id)
         return self._submit("remove_instance", instance_id, model.model_type, timeout,
                             self._do_remove)
+
+    def close(self) -> None:
+        """Stop taking work (running actions are abandoned with the process)."""
+        self._action_threads.shutdown(wait=False, cancel_futures=True)
+        self._fetch_threads.shutdown(wait=False, cancel_futures=True)
 
     # ---- queries ----
 
@@ -187,8 +201,7 @@ class Engine:
             with self._cond:
                 action.timer = timer
             timer.start()
-        threading.Thread(target=self._run_action, args=(action, work), daemon=True,
-                         name=f"aimm-action-{action.action_id}").start()
+        self._action_threads.submit(self._run_action, action, work)
         return snapshot
 
     def _run_action(self, action: Action, work: Callable[[Action], Any]) -> None:
@@ -355,12 +368,9 @@ class Engine:
             except BaseException as exc:  # noqa: BLE001 - re-raised in the action thread
                 errors.append(exc)
 
-        threads = [threading.Thread(target=fetch, args=(key, marker), daemon=True)
-                   for key, marker in slots]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        futures = [self._fetch_threads.submit(fetch, key, marker) for key, marker in slots]
+        for future in futures:
+            future.result()
         if errors:
             raise errors[0]
         new_args = [results[i] if i in results else a for i, a in enumerate(args)]

@@ -2,8 +2,8 @@
 
 Cancel kills the worker process running the call (its pid comes from the `started` event the
 worker publishes); the pool replaces the worker and the pending call fails with WorkerDied.
-Calls are made from a fixed set of threads because each thread of a speedysvc client owns a
-shared-memory channel; the engine's short-lived action threads would otherwise leak them.
+Calls are made from the engine's pooled action threads: each thread of a speedysvc client
+owns a shared-memory channel, so the threads (and their channels) must be long-lived.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from speedysvc import connect
@@ -37,33 +36,28 @@ class _Call:
 
 
 class ServicePluginRunner:
-    def __init__(self, service_name: str, address: str, max_parallel: int,
-                 connect_timeout: float = 30.0):
+    def __init__(self, service_name: str, address: str, connect_timeout: float = 30.0):
         # no call timeout: fits may run for hours; per-action timeouts are the engine's job
         self._client = connect(service_name, address, timeout=None,
                                connect_timeout=connect_timeout)
         self._events = self._client.subscribe(["started", "progress"])
         self._lock = threading.Lock()
         self._calls: dict[str, _Call] = {}
-        # data access calls of queued actions wait here too, so allow more than the pool size
-        self._callers = ThreadPoolExecutor(max_workers=max(4, 4 * max_parallel),
-                                           thread_name_prefix="aimm-plugin-call")
         self._closed = False
         self._listener = threading.Thread(target=self._listen, daemon=True,
                                           name="aimm-plugin-events")
         self._listener.start()
 
     def registered(self) -> dict:
-        return self._callers.submit(self._client.registered).result()
+        return self._client.registered()
 
     def run(self, call_id: str, call: PluginCall, on_progress: Callable[[Any], None]) -> dict:
         state = _Call(on_progress)
         with self._lock:
             self._calls[call_id] = state
         try:
-            future = self._callers.submit(self._client.run, call_id, call.kind, call.key,
-                                          call.instance, list(call.args), dict(call.kwargs or {}))
-            reply = future.result()
+            reply = self._client.run(call_id, call.kind, call.key, call.instance,
+                                     list(call.args), dict(call.kwargs or {}))
         finally:
             with self._lock:
                 self._calls.pop(call_id, None)
@@ -138,5 +132,4 @@ class ServicePluginRunner:
     def close(self) -> None:
         self._closed = True
         self._listener.join(timeout=5)
-        self._callers.shutdown(wait=False, cancel_futures=True)
         self._client.close()

@@ -107,7 +107,7 @@ def test_same_key_twice_names_both_places(clean_registry):
         def second(instance):
             return 2
     message = str(caught.value)
-    assert "first" in message and "second" in message and "test_plugins.py" in message
+    assert "first" in message and "second" in message and "test_aimm_plugins.py" in message
     assert "'t.A'" in message
 
 

@@ -243,3 +243,28 @@ def test_add_update_and_remove_instance(aimm):
     with pytest.raises(UnknownModel):
         aimm.predict(added.instance_id)
     assert aimm.create_instance(SLEEPER).instance_id > added.instance_id
+
+
+def test_repl_logs_in_and_runs_commands(deployment):
+    import subprocess
+    import sys
+    script = "\n".join([
+        PASSWORD,
+        "m = aimm.create_instance('test.Counter', start=5)",
+        "print('RESULT', aimm.predict(m.instance_id, x=1)['count'])",
+        "print('MODELS', m.instance_id in aimm.state['models'])",
+    ]) + "\n"
+    done = subprocess.run([sys.executable, "-m", "aimm_services.repl", deployment.shm_address,
+                           "--user", USER], input=script, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT 5" in done.stdout and "MODELS True" in done.stdout
+
+
+def test_repl_refuses_a_wrong_password(deployment):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "aimm_services.repl", deployment.shm_address,
+                           "--user", USER], input="wrong\n", capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "login failed" in done.stderr
