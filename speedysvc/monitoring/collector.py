@@ -120,10 +120,11 @@ class Collector:
                 gone = state.workers.pop(wid)
                 state.retired_calls += gone.calls
                 state.retired_errors += gone.errors
-                for method, (count, errors, _b) in gone.stats.items():
-                    acc = state.retired_methods.setdefault(method, [0, 0])
+                for method, (count, errors, buckets) in gone.stats.items():
+                    acc = state.retired_methods.setdefault(method, [0, 0, {}])
                     acc[0] += count
                     acc[1] += errors
+                    acc[2] = merge_buckets([acc[2], buckets])
         deltas: dict[str, list] = {}
         calls_per_s_total = 0.0
         for w in snap.workers:
@@ -178,28 +179,29 @@ class Collector:
 
     def _method_rows(self, snap: ServiceSnapshot, state: _ServiceState,
                      deltas: dict[str, list]) -> list[MethodSample]:
-        totals: dict[str, list] = {m: list(v) for m, v in state.retired_methods.items()}
+        """Per method: totals and latency percentiles since the service started (the methods
+        table); under ALL_METHODS: percentiles of this interval's calls (the latency chart)."""
+        totals: dict[str, list] = {m: [v[0], v[1], [v[2]]] for m, v in state.retired_methods.items()}
         for w in state.workers.values():
-            for method, (count, errors, _b) in w.stats.items():
-                acc = totals.setdefault(method, [0, 0])
+            for method, (count, errors, buckets) in w.stats.items():
+                acc = totals.setdefault(method, [0, 0, []])
                 acc[0] += count
                 acc[1] += errors
+                acc[2].append(buckets)
         rows = []
-        everything = []
-        for method, (count, errors) in sorted(totals.items()):
-            merged = merge_buckets(deltas.get(method, []))
-            everything.append(merged)
+        for method, (count, errors, histograms) in sorted(totals.items()):
+            merged = merge_buckets(histograms)
             rows.append(MethodSample(snap.service, snap.ts, method, count, errors,
                                      percentile_from_buckets(merged, 0.5),
                                      percentile_from_buckets(merged, 0.9),
                                      percentile_from_buckets(merged, 0.99)))
         if rows:
-            merged = merge_buckets(everything)
+            interval = merge_buckets(h for hs in deltas.values() for h in hs)
             rows.append(MethodSample(snap.service, snap.ts, ALL_METHODS,
                                      sum(r.count for r in rows), sum(r.errors for r in rows),
-                                     percentile_from_buckets(merged, 0.5),
-                                     percentile_from_buckets(merged, 0.9),
-                                     percentile_from_buckets(merged, 0.99)))
+                                     percentile_from_buckets(interval, 0.5),
+                                     percentile_from_buckets(interval, 0.9),
+                                     percentile_from_buckets(interval, 0.99)))
         return rows
 
     def _process(self, pid: int) -> Optional[psutil.Process]:

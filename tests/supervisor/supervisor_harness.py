@@ -128,7 +128,7 @@ class Supervisor:
     def log_text(self) -> str:
         try:
             with open(os.path.join(self.tmp, "supervisor.out"), errors="replace") as f:
-                return f.read()[-6000:]
+                return f.read()
         except OSError:
             return ""
 
