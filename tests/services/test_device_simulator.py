@@ -45,9 +45,11 @@ class Simulator:
         self.subscriber_port = self.ready["subscriber_port"]
         self.command_port = self.ready["command_port"]
 
-    def terminate(self) -> int:
+    def terminate(self, signalled: bool = False) -> int:
+        """SIGTERM (unless the test already sent it: a second one during shutdown kills) and wait."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not signalled:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -126,7 +128,7 @@ def test_the_simulator_runs_trials(peer):
 def test_sigterm_publishes_application_terminating_and_exits_0(simulator, peer):
     simulator.proc.send_signal(signal.SIGTERM)
     assert _wait_for_event(peer, EVENT, 202)
-    assert simulator.terminate() == 0
+    assert simulator.terminate(signalled=True) == 0
 
 
 def _console(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
