@@ -1,5 +1,5 @@
-"""Serving the monitor: in a background thread (how the supervisor embeds it, and how tests run
-it) or in the foreground (python -m web_monitor)."""
+"""Serving the monitor with werkzeug, in a background thread (python -m web_monitor, which the
+supervisor runs as a helper process, and the tests)."""
 from __future__ import annotations
 
 import logging
@@ -7,10 +7,6 @@ import threading
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
-from .app import create_app
-from .control import Control
-from .settings import MonitorSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +53,6 @@ class MonitorServer:
         log.info("web monitor on %s", self.url)
         return self
 
-    def serve_forever(self) -> None:
-        log.info("web monitor on %s", self.url)
-        self._server.serve_forever()
-
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and close the socket (safe to call twice)."""
         if self._thread is not None:
@@ -75,11 +67,3 @@ class MonitorServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def start_monitor(control: Control, settings: MonitorSettings) -> MonitorServer:
-    """Build the app for `settings` (raising MonitorConfigError if unsafe) and serve it in a
-    background thread. This is the supervisor's entry point for the `[web monitor]` section."""
-    settings.check()
-    app = create_app(control, host=settings.host, password_hash=settings.password_hash,
-                     secret_key=settings.secret_key)
-    return MonitorServer(app, settings.host, settings.port).start()

@@ -3,39 +3,14 @@ layer), Flask test clients, a live server in a thread, and a headless Chromium v
 from __future__ import annotations
 
 import os
-import re
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from werkzeug.security import generate_password_hash
 
 from monitor_fakes import FakeControl
+from monitor_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, csrf_from
 from web_monitor import MonitorServer, create_app
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PASSWORD = "correct horse battery"
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
-               message: str = "condition") -> object:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
-
-
-def csrf_from(html: str) -> str:
-    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert match, "page has no CSRF token"
-    return match.group(1)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO)]
 
-from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from monitor_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 SERVICE_READY = """() => {
   const gd = document.getElementById('chart-memory');

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest import PASSWORD, csrf_from
+from monitor_support import PASSWORD, csrf_from
 
 from web_monitor import MonitorConfigError, MonitorSettings, create_app, is_loopback
 from web_monitor.auth import LoginThrottle

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import PASSWORD, wait_until
+from monitor_support import PASSWORD, wait_until
 
 from web_monitor import MonitorServer, create_app
 

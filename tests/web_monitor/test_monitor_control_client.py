@@ -2,10 +2,8 @@
 speaks the control contract over real shared memory and TCP, and how its errors map to HTTP."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from conftest import csrf_from
+from monitor_support import csrf_from
 from monitor_fakes import FakeControl
 
 from web_monitor import create_app
@@ -16,20 +14,12 @@ from monitor_control_service import FakeControlService  # noqa: E402  (needs spe
 
 
 @pytest.fixture
-def served_fake():
+def served_fake(scope):
+    """`scope` (tests/conftest.py) checks that no shared memory of it is left afterwards."""
     fake = FakeControl()
-    scope = "wm" + uuid.uuid4().hex[:8]
     with speedysvc.serve(FakeControlService(fake), workers=1, in_process=True, scope=scope,
                          tcp="127.0.0.1:0") as running:
         yield fake, running
-    assert_no_shm_left(scope)
-
-
-def assert_no_shm_left(scope: str) -> None:
-    from speedysvc import naming
-    left = naming.list_objects(scope)
-    naming.sweep(scope)
-    assert not left, f"shared-memory objects left behind: {left}"
 
 
 @pytest.mark.parametrize("transport", ["shm", "tcp"])
@@ -57,8 +47,7 @@ def test_monitor_pages_over_a_real_control_client(served_fake, transport):
         control.close()
 
 
-def test_unreachable_control_is_503_and_reconnects_later():
-    scope = "wm" + uuid.uuid4().hex[:8]
+def test_unreachable_control_is_503_and_reconnects_later(scope):
     control = LazyControl(f"shm://{scope}", connect_timeout=0.5)
     client = create_app(control, host="127.0.0.1").test_client()
     response = client.get("/health")
@@ -67,7 +56,6 @@ def test_unreachable_control_is_503_and_reconnects_later():
     with speedysvc.serve(FakeControlService(fake), workers=1, in_process=True, scope=scope):
         assert client.get("/health").status_code == 200
         control.close()
-    assert_no_shm_left(scope)
 
 
 @pytest.mark.parametrize("exc, status", [

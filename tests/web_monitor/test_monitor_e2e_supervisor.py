@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from monitor_support import wait_until
 
 pytest.importorskip("speedysvc.supervisor.arbiter",
                     reason="the supervisor (speedysvc.supervisor.arbiter) is not built yet")
@@ -53,7 +53,7 @@ def get_json(url: str) -> tuple[int, dict]:
 class Supervisor:
     """One `python -m speedysvc` process in its own session, stopped (and swept) at the end."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, web_extra: str = "") -> None:
         self.scope = "wme2e" + uuid.uuid4().hex[:6]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -67,7 +67,7 @@ log_dir = {tmp / "logs"}
 [web monitor]
 host = 127.0.0.1
 port = {self.port}
-
+{web_extra}
 [defaults]
 log_dir = {tmp / "logs"}
 metrics_interval = 0.5s
@@ -208,6 +208,14 @@ def test_prometheus_and_health_from_the_real_supervisor(supervisor):
     assert status == 200 and body["services"][SERVICE] == "running"
 
 
+def test_unknown_service_is_404_from_the_real_supervisor(supervisor):
+    # The supervisor's UnknownService crosses the wire as a remote exception.
+    for path in ("/api/services/nope/logs", "/api/services/nope/charts", "/api/services/nope"):
+        status, body = get_json(supervisor.url + path)
+        assert status == 404, (path, body)
+        assert "nope" in body["error"]
+
+
 def test_standalone_monitor_against_the_real_supervisor(supervisor):
     """python -m web_monitor --scope S, next to the supervisor's own monitor."""
     port = free_port()
@@ -224,3 +232,27 @@ def test_standalone_monitor_against_the_real_supervisor(supervisor):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_password_hash_in_the_ini_makes_the_monitor_require_login(tmp_path, browser):
+    from werkzeug.security import generate_password_hash
+    password = "e2e password 123"
+    sup = Supervisor(tmp_path, web_extra=f"password_hash = {generate_password_hash(password)}\n")
+    try:
+        def answering() -> bool:
+            assert sup.proc.poll() is None, f"supervisor exited:\n{sup.output()}"
+            return get_json(sup.url + "/health")[0] == 401
+        wait_until(answering, timeout=90, interval=0.25, message="the monitor to ask for a login")
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(30000)
+            page.goto(sup.url + "/")
+            assert "/login" in page.url
+            page.fill("#password", password)
+            page.click("button[type=submit]")
+            page.wait_for_selector(f'tr[data-service="{SERVICE}"]')
+        finally:
+            context.close()
+    finally:
+        sup.stop()
