@@ -17,6 +17,7 @@ import os
 import platform
 import time
 from collections import OrderedDict
+from time import perf_counter_ns
 from typing import Callable, Optional
 
 import posix_ipc
@@ -90,31 +91,33 @@ class ClientChannel:
     def call(self, service, parts: list, size: int, decode: Callable, timeout: Optional[float],
              unavailable_after: float):
         """Send one request through `service` (a ServiceSegment) and decode the reply."""
-        if size > self.request_limit:
+        if size > self.request_limit or self.want_capacity > self.capacity:
             self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
-        elif self.want_capacity > self.capacity:
-            self._new_segment(self.want_capacity)
         seg = self.seg
         q = seg.q
         _write_parts(seg.buf, DATA_OFFSET, parts)
-        self.seq += 1
-        seq = self.seq
+        self.seq = seq = self.seq + 1
         q[C_REQ_LEN] = size
-        q[C_WORKER_PID] = 0
         q[C_SEQ] = seq
         q[C_STATE] = REQUEST
         if not service.enqueue(self.pid, self.no, self.gen, seq):
             q[C_STATE] = IDLE
             raise ServiceUnavailable(f"the call queue of {service.service!r} is full")
-        self._wait(service, seq, timeout, unavailable_after)
+        if SPIN_NS:
+            end = perf_counter_ns() + SPIN_NS
+            while q[C_STATE] != REPLY and perf_counter_ns() < end:
+                pass
+        if q[C_STATE] == REPLY:
+            try:  # consume the worker's post, which follows its state change at once
+                self.sem.acquire(POLL_S)
+            except posix_ipc.BusyError:
+                pass
+        else:
+            self._wait(service, seq, timeout, unavailable_after)
         return self._take_reply(decode)
 
     def _wait(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
         q = self.seg.q
-        if SPIN_NS:
-            end = time.perf_counter_ns() + SPIN_NS
-            while q[C_STATE] != REPLY and time.perf_counter_ns() < end:
-                pass
         start = time.monotonic()
         unclaimed_since = None
         while True:
@@ -255,47 +258,14 @@ class WorkerChannels:
             self._drop(key)
 
 
-def serve_request(channels: WorkerChannels, entry: tuple[int, int, int, int], handle: Callable,
-                  my_pid: int) -> bool:
-    """Worker side of one call: claim, run `handle(request_view) -> parts`, reply. False if stale."""
-    pid, no, gen, seq = entry
-    found = channels.get(pid, no, gen)
-    if found is None:
-        return False
-    seg, sem = found
-    q = seg.q
-    if q[C_STATE] != REQUEST or q[C_SEQ] != seq:
-        return False
-    q[C_WORKER_PID] = my_pid
-    q[C_STATE] = CLAIMED
-    req_len = q[C_REQ_LEN]
-    request = seg.buf[DATA_OFFSET:DATA_OFFSET + req_len]
+def write_overflow(scope: str, pid: int, no: int, seq: int, parts: list, size: int) -> bool:
+    """A reply too big for the channel goes to a one-off segment the client maps and unlinks."""
     try:
-        parts = handle(request)
+        overflow = Segment(naming.channel_overflow(scope, pid, no, seq), max(size, 1), exclusive=False)
+    except posix_ipc.Error:
+        return False
+    try:
+        _write_parts(overflow.buf, 0, parts)
     finally:
-        request.release()
-    if q[C_STATE] != CLAIMED or q[C_SEQ] != seq:
-        return True  # the client gave up (timeout); nobody wants this reply
-    size = 0
-    for p in parts:
-        size += len(p) if p.__class__ is bytes else memoryview(p).nbytes
-    offset = _align(DATA_OFFSET + req_len)
-    if offset + size <= seg.size:
-        _write_parts(seg.buf, offset, parts)
-        q[C_OVERFLOW] = 0
-        q[C_RESP_OFFSET] = offset
-    else:
-        name = naming.channel_overflow(channels.scope, pid, no, seq)
-        try:
-            overflow = Segment(name, max(size, 1), exclusive=False)
-        except posix_ipc.Error:
-            return True
-        try:
-            _write_parts(overflow.buf, 0, parts)
-        finally:
-            overflow.close()
-        q[C_OVERFLOW] = seq
-    q[C_RESP_LEN] = size
-    q[C_STATE] = REPLY
-    sem.release()
+        overflow.close()
     return True
