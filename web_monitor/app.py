@@ -14,6 +14,7 @@ from .auth import init_auth
 from .control import Control, ControlCallError
 from .csrf import init_csrf
 from .formatting import FILTERS
+from .host_guard import init_host_guard
 from .settings import MonitorSettings
 
 # Plotly sets inline styles on its SVG, hence 'unsafe-inline' for styles only; scripts are ours
@@ -48,7 +49,8 @@ def create_app(control: Control, *, host: str, password_hash: str | None = None,
         auth_enabled=password_hash is not None,
         plotly_version=static_lib.plotly_version(),
     )
-    # Order matters: the login check runs before the CSRF check.
+    # Order matters: the host check, then the login check, then the CSRF check.
+    init_host_guard(app, open_access=password_hash is None)
     init_auth(app, password_hash)
     init_csrf(app)
     for blueprint in (pages.bp, api.bp, actions.bp, probes.bp, static_lib.bp):

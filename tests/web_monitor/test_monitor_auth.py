@@ -150,3 +150,24 @@ def test_static_files_and_login_page_are_public(auth_client):
     assert auth_client.get("/login").status_code == 200
     assert auth_client.get("/static/monitor.css").status_code == 200
     assert auth_client.get("/static-lib/plotly.min.js").status_code == 200
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:5155", "127.0.0.1:5155", "[::1]:5155",
+                                  "app.localhost:5155"])
+def test_open_monitor_answers_loopback_host_names(client, host):
+    assert client.get("/", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:5155", "192.168.1.9:5155",
+                                  "127.0.0.1.evil.example"])
+def test_open_monitor_refuses_other_host_names_against_dns_rebinding(client, fake_control, token, host):
+    response = client.post("/services/echo/restart", data={"csrf_token": token}, headers={"Host": host})
+    assert response.status_code == 400
+    assert "only answers requests addressed to localhost" in response.get_data(as_text=True)
+    assert ("restart", ("echo",)) not in fake_control.calls
+    assert client.get("/api/status", headers={"Host": host}).status_code == 400
+
+
+def test_monitor_with_password_answers_any_host_name(auth_client):
+    response = auth_client.get("/login", headers={"Host": "monitor.example.com:5155"})
+    assert response.status_code == 200

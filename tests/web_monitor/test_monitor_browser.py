@@ -189,3 +189,12 @@ def test_log_entries_of_the_log_stream_are_not_stretched(page, live_server, fake
                                      .map(e => e.getBoundingClientRect().height)""")
     line = page.evaluate("() => parseFloat(getComputedStyle(document.getElementById('log')).lineHeight)")
     assert max(heights) < 2 * line, heights
+
+
+def test_scale_buttons_follow_the_pool_bounds(page, live_server, fake_control):
+    page.goto(live_server.url + "/services/echo")  # 2 workers, min 2, max 4
+    assert page.locator('[data-action="scale-down"]').is_disabled()
+    assert page.locator('[data-action="scale-up"]').is_enabled()
+    fake_control.scale("echo", 4)  # e.g. the autoscaler: the page follows without a reload
+    page.wait_for_function("""() => document.querySelector('[data-action="scale-up"]').disabled &&
+                                    !document.querySelector('[data-action="scale-down"]').disabled""")

@@ -27,9 +27,16 @@
     return tr;
   }
 
+  const scaleDown = document.querySelector('[data-action="scale-down"]');
+  const scaleUp = document.querySelector('[data-action="scale-up"]');
+
   async function refreshService() {
     const svc = await Monitor.getJSON(d.serviceUrl);
     Monitor.setCells(root, svc.cells, svc.status_class);
+    // The autoscaler moves the count too; keep the buttons within the pool's bounds.
+    const raw = svc.raw;
+    scaleDown.disabled = raw.current <= raw.min_proc_num;
+    scaleUp.disabled = raw.current >= raw.max_proc_num;
     workersBody.replaceChildren.apply(workersBody, svc.workers.length ? svc.workers.map(workerRow) :
       [(function () { const tr = E("tr", {"class": "empty-row"}); tr.appendChild(E("td", {colspan: "9", "class": "empty"}, "No workers running.")); return tr; })()]);
   }
