@@ -144,6 +144,8 @@ class Subscription:
                 raise queue.Empty
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             with self._lock:
+                if self.closed:
+                    raise queue.Empty
                 for seq, topic, topic_seq, payload in self._source.poll(
                         1.0 if remaining is None else min(remaining, 1.0)):
                     if self.topics is None or topic in self.topics:
@@ -159,8 +161,14 @@ class Subscription:
                 continue
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
+        """Safe from any thread: a get() blocked in another thread returns (queue.Empty)."""
+        if self.closed:
+            return
+        self.closed = True
+        wake = getattr(self._source, "wake", None)
+        if wake is not None:
+            wake()
+        with self._lock:  # waits for a poll in progress to return before freeing its objects
             self._source.close()
 
     def __enter__(self):

@@ -94,6 +94,13 @@ class ServerMethodsBase:
         self.logger_client = logger_client
         self._speedysvc_publisher: Any = None
 
+    @property
+    def scope(self) -> Optional[str]:
+        """The scope this service is served in: connect(Other, f"shm://{self.scope}") reaches a
+        sibling service of the same supervisor (plain "shm://" does too, inside a worker)."""
+        publisher = getattr(self, "_speedysvc_publisher", None)
+        return publisher.ring.scope if publisher is not None else None
+
     def publish(self, topic: "str | int", payload: Any = None) -> int:
         """Publish an event to subscribers of `topic`; returns its per-topic sequence number."""
         publisher = getattr(self, "_speedysvc_publisher", None)

@@ -31,6 +31,8 @@ from .supervisor.pool import WorkerPool
 
 log = logging.getLogger("speedysvc.serve")
 
+BOOT_FAILURES_FATAL = 3  # workers dying before they are ready, in a row
+
 
 def new_scope() -> str:
     return "t" + secrets.token_hex(5)
@@ -70,6 +72,7 @@ class RunningService:
         self._stop = threading.Event()
         self._monitor: Optional[threading.Thread] = None
         self.restarts = 0
+        self.boot_failures = 0
 
     @property
     def shm_address(self) -> str:
@@ -99,9 +102,15 @@ class RunningService:
                                          name=f"speedysvc-serve-{self.name}", daemon=True)
         self._monitor.start()
         ready.wait(self.start_timeout)
-        if not self.pool.wait_ready(self.n_workers, self.start_timeout):
-            raise ServiceUnavailable(f"{self.n_workers} worker(s) of {self.name!r} did not start within "
-                                     f"{self.start_timeout:g}s (see their stderr above)")
+        deadline = time.monotonic() + self.start_timeout
+        while self.pool.ready_count() < self.n_workers:
+            if self.boot_failures >= BOOT_FAILURES_FATAL:
+                raise ServiceUnavailable(f"workers of {self.name!r} exit before they are ready "
+                                         f"({self.boot_failures} in a row; see their stderr above)")
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailable(f"{self.n_workers} worker(s) of {self.name!r} did not start within "
+                                         f"{self.start_timeout:g}s (see their stderr above)")
+            time.sleep(0.01)
 
     def _monitor_loop(self, ready: threading.Event) -> None:
         for _ in range(self.n_workers):
@@ -111,6 +120,9 @@ class RunningService:
             for worker, code in self.pool.reap():
                 if self._stop.is_set():
                     return
+                self.boot_failures = 0 if worker.booted else self.boot_failures + 1
+                if self.boot_failures >= BOOT_FAILURES_FATAL:
+                    return  # start() reports it; replacing them would only fail again
                 self.restarts += 1
                 log.info("replacing worker %s of %s (exit code %s)", worker.worker_id, self.name, code)
                 self.pool.spawn()

@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1  # the parent died before prctl took effect
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())  # the pool decides; Ctrl-C goes to it
+    # Ctrl-C in a terminal reaches the whole process group; the supervisor decides what it
+    # means (graceful stop, then immediate on the second), so workers ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format=f"%(asctime)s %(levelname)s [{args.name} w{args.worker_id} pid %(process)d] %(name)s: %(message)s")

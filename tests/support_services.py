@@ -99,3 +99,26 @@ class Counter(ServerMethodsBase):
             f.write(f"{os.getpid()}\n")
         time.sleep(seconds)
         return "slept"
+
+
+class BrokenAtStart(ServerMethodsBase):
+    """A service whose workers always fail while starting."""
+    name = "broken"
+
+    def on_start(self):
+        raise RuntimeError("cannot start: missing resource")
+
+    @msgpack_method
+    def nothing(self):
+        return None
+
+
+class SiblingCaller(ServerMethodsBase):
+    """Calls another service of the same scope from inside a worker."""
+    name = "sibling_caller"
+
+    @msgpack_method
+    def call_echo(self, text):
+        from speedysvc import connect
+        with connect(Echo, "shm://") as c:
+            return [self.scope, c.echo(text)]

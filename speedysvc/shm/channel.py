@@ -32,10 +32,22 @@ DATA_OFFSET = 128
 IDLE, REQUEST, CLAIMED, REPLY, ABANDONED = range(5)
 
 INITIAL_CAPACITY = 256 * 1024
-# Spin long enough to cover a call plus the scheduler's wake-up latency (tens of µs on VMs):
-# if both sides gave up sooner, every call would pay two wake-ups.
+# The most a waiting side spins before blocking. Spinning only pays when the other side
+# answers within the spin and has a core of its own, so each channel adapts: it spins for
+# about twice the round trips it has recently seen, and not at all when they are slower than
+# this bound (then the CPU is better left to the processes doing the work).
 SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "300")) * 1000 \
     if platform.machine() in ("x86_64", "AMD64") else 0
+
+
+def adapt_spin(recent_ns: int, observed_ns: int) -> int:
+    """Exponentially weighted recent wait, used to size the next spin. One long wait (an idle
+    spell, a slow call) is clamped so that a few fast calls bring the spin back."""
+    return (recent_ns * 7 + min(observed_ns, 4 * SPIN_NS)) >> 3
+
+
+def spin_budget(recent_ns: int) -> int:
+    return 0 if recent_ns * 2 > SPIN_NS else min(SPIN_NS, recent_ns * 2 + 2_000)
 POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
 
 _channel_numbers = itertools.count(1)
@@ -69,6 +81,7 @@ class ClientChannel:
         self.gen = 0
         self.seq = 0
         self.want_capacity = capacity
+        self.recent_ns = SPIN_NS // 4  # start optimistic: spin until round trips say otherwise
         self.sem = open_semaphore(naming.channel_base(scope, self.pid, self.no), 0)
         self.seg: Optional[Segment] = None
         self._new_segment(capacity)
@@ -103,8 +116,10 @@ class ClientChannel:
         if not service.enqueue(self.pid, self.no, self.gen, seq):
             q[C_STATE] = IDLE
             raise ServiceUnavailable(f"the call queue of {service.service!r} is full")
-        if SPIN_NS:
-            end = perf_counter_ns() + SPIN_NS
+        started = perf_counter_ns()
+        budget = spin_budget(self.recent_ns) if SPIN_NS else 0
+        if budget:
+            end = started + budget
             while q[C_STATE] != REPLY and perf_counter_ns() < end:
                 pass
         if q[C_STATE] == REPLY:
@@ -114,6 +129,8 @@ class ClientChannel:
                 pass
         else:
             self._wait(service, seq, timeout, unavailable_after)
+        if SPIN_NS:
+            self.recent_ns = adapt_spin(self.recent_ns, perf_counter_ns() - started)
         return self._take_reply(decode)
 
     def _wait(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:

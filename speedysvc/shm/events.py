@@ -234,6 +234,11 @@ class ShmSubscription:
                 continue
             yield (seq, *event)
 
+    def wake(self) -> None:
+        """Wake a thread blocked in poll() (used before closing from another thread)."""
+        if not self.closed:
+            self.sem.release()
+
     def close(self) -> None:
         if self.closed:
             return

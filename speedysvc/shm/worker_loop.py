@@ -15,7 +15,7 @@ from . import service_segment as ss
 from ..serialisers import parts_size
 from .channel import (C_OVERFLOW, C_REQ_LEN, C_RESP_LEN, C_RESP_OFFSET, C_SEQ, C_STATE,
                       C_WORKER_PID, CLAIMED, DATA_OFFSET, REPLY, REQUEST, SPIN_NS, WorkerChannels,
-                      write_overflow)
+                      adapt_spin, spin_budget, write_overflow)
 from .channel import _write_parts as write_parts
 from .events import EventRing
 
@@ -47,6 +47,7 @@ class ShmWorker:
         self.channels = WorkerChannels(segment.scope)
         self.pid = os.getpid()
         self.wbase = segment._wbase(slot)
+        self.recent_gap_ns = SPIN_NS // 4
 
     def stop_requested(self) -> bool:
         return (self.stop_event.is_set() or self.seg.worker_word(self.slot, ss.W_STOP) == 1
@@ -84,17 +85,21 @@ class ShmWorker:
         # Only one idle worker spins at a time: on a small machine extra spinners would take
         # the cores the clients need. The claim is racy by design; the worst case is two
         # spinners or none for one round.
+        # The spin adapts to the recent gaps between calls (see channel.spin_budget).
         q = self.seg.q
-        if SPIN_NS and q[ss.H_SPINNER] == 0:
+        started = time.perf_counter_ns()
+        budget = spin_budget(self.recent_gap_ns) if SPIN_NS else 0
+        if budget and q[ss.H_SPINNER] == 0:
             me = self.slot + 1
             q[ss.H_SPINNER] = me
             try:
-                end = time.perf_counter_ns() + SPIN_NS
+                end = started + budget
                 head, tail = ss.H_RING_HEAD, ss.H_RING_TAIL
                 while time.perf_counter_ns() < end:
                     if q[tail] != q[head]:
                         try:
                             sem.acquire(0)
+                            self.recent_gap_ns = adapt_spin(self.recent_gap_ns, time.perf_counter_ns() - started)
                             return True
                         except posix_ipc.BusyError:
                             pass  # another worker took it
@@ -103,9 +108,11 @@ class ShmWorker:
                     q[ss.H_SPINNER] = 0
         try:
             sem.acquire(IDLE_WAIT_S)
-            return True
+            got = True
         except (posix_ipc.BusyError, posix_ipc.SignalError):
-            return False
+            got = False
+        self.recent_gap_ns = adapt_spin(self.recent_gap_ns, time.perf_counter_ns() - started)
+        return got
 
     def _serve(self, entry) -> None:
         """One call: claim the client's channel, run the method, write the reply, post.

@@ -31,6 +31,7 @@ class WorkerProcess:
     popen: subprocess.Popen
     started_at: float = field(default_factory=time.time)
     stopping_since: Optional[float] = None
+    booted: bool = False  # set when reaped: had it reached its serving loop?
 
     @property
     def pid(self) -> int:
@@ -83,6 +84,7 @@ class WorkerPool:
         if self.allow_insecure is not None:
             cmd += ["--allow-insecure", str(int(self.allow_insecure))]
         env = dict(os.environ if self.env is None else self.env)
+        env["SPEEDYSVC_SCOPE"] = self.scope  # so "shm://" inside a worker reaches its siblings
         # workers must import the service the way this process did
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path, env.get("PYTHONPATH", "")] if p)
         try:
@@ -125,6 +127,7 @@ class WorkerPool:
             if code is not None:
                 self.workers.remove(w)
                 state = self.segment.worker_word(w.slot, ss.W_STATE)
+                w.booted = state in (ss.IDLE, ss.BUSY, ss.STOPPING, ss.EXITED)
                 self.segment.release_slot(w.slot)
                 gone.append((w, code))
                 if state not in (ss.EXITED,) and w.stopping_since is None:

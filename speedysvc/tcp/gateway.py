@@ -242,7 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides (see worker_main)
     print(f"LISTENING {gateway.port}", flush=True)
     while not stop.wait(1.0):
         if args.parent_pid and not naming.pid_alive(args.parent_pid):

@@ -238,6 +238,9 @@ class _TcpEventSource:
         if self._error is not None and not self._closed:
             raise ServiceUnavailable(f"event connection lost: {self._error}")
 
+    def wake(self) -> None:
+        self._events.put(None)
+
     def close(self) -> None:
         self._closed = True
         try:

@@ -213,3 +213,41 @@ def test_idle_service_uses_next_to_no_cpu(scope):
         time.sleep(2.0)  # measuring a resource over an interval, not synchronising
         used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before)]
     assert max(used) < 0.1, f"idle workers used {used} s of CPU in 2 s"
+
+
+def test_workers_that_fail_at_start_are_reported_quickly(scope):
+    from support_services import BrokenAtStart
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="exit before they are ready"):
+        with serve(BrokenAtStart, workers=1, scope=scope, start_timeout=60):
+            pass
+    assert time.monotonic() - started < 30
+
+
+def test_a_worker_reaches_sibling_services_of_its_scope(scope):
+    from support_services import SiblingCaller
+    with serve(Echo, scope=scope), serve(SiblingCaller, scope=scope) as svc:
+        with connect(SiblingCaller, svc.shm_address) as c:
+            assert c.call_echo("hi") == [scope, "hi!"]
+
+
+def test_closing_a_subscription_while_another_thread_waits_on_it(running):
+    import queue
+    import threading
+    with connect(Echo, running.shm_address) as c:
+        for _ in range(5):
+            sub = c.subscribe(["x"])
+            outcome = []
+
+            def waiter():
+                try:
+                    sub.get(timeout=30)
+                except queue.Empty:
+                    outcome.append("woken")
+            t = threading.Thread(target=waiter)
+            t.start()
+            from conftest import wait_until
+            wait_until(lambda: sub._lock.locked(), message="waiter to block")
+            sub.close()
+            t.join(5)
+            assert outcome == ["woken"]
