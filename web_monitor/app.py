@@ -41,7 +41,6 @@ def create_app(control: Control, *, host: str, password_hash: str | None = None,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         MAX_CONTENT_LENGTH=64 * 1024,
-        MONITOR_HOST=host,
     )
     app.extensions[access.EXTENSION_KEY] = control
     app.jinja_env.filters.update(FILTERS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -33,13 +33,15 @@ class LoginThrottle:
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def _recent(self, address: str, now: float) -> deque[float]:
-        failures = self._failures[address]
+        failures = self._failures.get(address, deque())
         while failures and failures[0] <= now - self.window:
             failures.popleft()
+        if not failures:  # forget addresses with nothing recent, so the table stays small
+            self._failures.pop(address, None)
         return failures
 
     def retry_after(self, address: str) -> float:
@@ -54,7 +56,9 @@ class LoginThrottle:
     def failed(self, address: str) -> None:
         with self._lock:
             now = self.clock()
-            self._recent(address, now).append(now)
+            failures = self._recent(address, now)
+            failures.append(now)
+            self._failures[address] = failures
 
     def succeeded(self, address: str) -> None:
         with self._lock:

@@ -171,3 +171,12 @@ def test_open_monitor_refuses_other_host_names_against_dns_rebinding(client, fak
 def test_monitor_with_password_answers_any_host_name(auth_client):
     response = auth_client.get("/login", headers={"Host": "monitor.example.com:5155"})
     assert response.status_code == 200
+
+
+def test_throttle_keeps_no_entry_for_addresses_without_failures():
+    throttle = LoginThrottle(limit=2, window=60)
+    for i in range(100):
+        throttle.retry_after(f"10.0.0.{i}")
+    throttle.failed("a")
+    throttle.succeeded("a")
+    assert throttle._failures == {}

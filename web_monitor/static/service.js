@@ -118,7 +118,9 @@
     if (!follow.checked && cursor !== null) { return; }
     const mine = generation;
     const data = await Monitor.getJSON(logQuery(cursor === null ? {lines: 200} : {after: cursor}));
-    if (mine !== generation) { return; }
+    // Filters changed, or the user paused while we waited: drop the answer (the cursor stays,
+    // so nothing is lost when following resumes).
+    if (mine !== generation || (!follow.checked && cursor !== null)) { return; }
     if (cursor === null) {
       logBox.replaceChildren();
       if (!data.entries.length) { logBox.appendChild(E("div", {"class": "empty"}, "No matching log lines yet.")); }
