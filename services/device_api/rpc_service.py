@@ -17,14 +17,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 from .command_dispatch import CommandDispatcher
 from .command_results import CommandResultStore
 from .commands import ApiCommandRequest, ApiCommandRequestResponse, CommandRequestDelegate
-from .errors import EventSerialisationError, ServiceStateError, TransportBindError
+from .errors import ServiceStateError
 from .events import ApiEvent, ApiEventDict, is_emergency_kind
 from .heartbeat import HeartbeatTimer
 from .options import RpcOptions
 from .topics import ApiTopic
 from .transport import EventTransport, OutboundMessage, ReplyCallback
-from .wire_format import encode_body, heartbeat_body
 from .snapshot import SnapshotRecorder
+from .wire_format import encode_body, heartbeat_body
 
 log = logging.getLogger(__name__)
 
@@ -225,5 +225,3 @@ def _stop_quietly(transport: EventTransport, flush_timeout: float) -> None:
     except Exception:
         log.exception("transport %s failed to stop cleanly", transport.name)
 
-
-__all__ = ["RpcService", "EventSerialisationError", "TransportBindError"]

@@ -1,8 +1,9 @@
-"""The device API through speedysvc clients, over shared memory and over TCP."""
+"""The device API through speedysvc clients, over shared memory and over TCP.
+
+`scope` is the suite-wide fixture (tests/conftest.py): a fresh scope whose shared-memory
+objects must all be gone after the test."""
 from __future__ import annotations
 
-import os
-import secrets
 import socket
 import threading
 from datetime import datetime, timezone
@@ -23,17 +24,6 @@ from services.device_api.speedysvc_client import SpeedysvcDeviceClient
 from device_api_peers import FAST_HEARTBEAT, rpc_options, wait_until
 
 WHEN = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-
-
-def _shm_objects(scope: str) -> list:
-    return [name for name in os.listdir("/dev/shm") if f"ssvc_{scope}_" in name]
-
-
-@pytest.fixture
-def scope():
-    scope = "dev" + secrets.token_hex(4)
-    yield scope
-    wait_until(lambda: not _shm_objects(scope), message=f"shared-memory objects of scope {scope} to be removed")
 
 
 @pytest.fixture

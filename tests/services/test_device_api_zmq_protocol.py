@@ -7,13 +7,18 @@ import time
 from datetime import datetime, timezone
 from enum import IntEnum
 
+import zmq
+
 from services.device_api import (
     ApiCommand,
     ApiCommandRequestResponse,
     ApiCommandRequestResult,
     ApiEvent,
     ApiEventKind,
+    ApiOptions,
     ApiTopic,
+    RpcOptions,
+    create_api_service,
 )
 
 from device_api_peers import FAST_HEARTBEAT, wait_until
@@ -235,3 +240,36 @@ def test_start_accepts_events_queued_before_it_and_properties_match_options(make
     service.start()
     wait_until(lambda: service.snapshot()["sequences"].get("4001") == 1, message="queued event published")
     assert service.subscriber_port and service.command_port
+
+
+def test_the_seed_send_dict_routes_command_results(make_service, make_peer):
+    service = make_service()
+    peer = make_peer(service)
+    peer.wait_until_subscribed()
+    assert service.send_dict(ApiTopic.COMMAND_RESULT, ApiCommandRequestResponse(
+        result=ApiCommandRequestResult.FAILED, error_code=3, command=ApiCommand.START_ACQUISITION, nonce=5))
+    assert peer.next_non_heartbeat() == [COMMAND_RESULT, b'{"result": 400, "data": null, "errorCode": 3, '
+                                                         b'"errorMessage": null, "command": 50, "nonce": 5}']
+    assert service.command_result(5)["state"] == "complete"
+
+
+def test_gateway_endpoints_are_configurable(make_service, zmq_context, tmp_path):
+    publisher, commands = f"ipc://{tmp_path}/events", f"ipc://{tmp_path}/commands"
+    service = make_service(zmq={"publisher_endpoint": publisher, "command_endpoint": commands})
+    assert service.subscriber_port is None  # not a TCP endpoint
+    sub, req = zmq_context.socket(zmq.SUB), zmq_context.socket(zmq.REQ)
+    try:
+        sub.setsockopt(zmq.SUBSCRIBE, (1001).to_bytes(4, "little"))
+        sub.connect(publisher)
+        req.connect(commands)
+        assert sub.poll(5000), "no heartbeat on the ipc endpoint"
+        req.send(b'{"command": 400, "nonce": 1}')
+        assert req.poll(5000) and json.loads(req.recv())["result"] == 9999
+    finally:
+        sub.close(linger=0)
+        req.close(linger=0)
+
+
+def test_a_disabled_rpc_gives_no_service():
+    assert create_api_service(ApiOptions(rpc=RpcOptions(enable=False))) is None
+    assert create_api_service(ApiOptions()) is None

@@ -1,9 +1,9 @@
-"""The device simulator and the remote console, run as real processes."""
+"""The device simulator and the remote console, run as real processes. `scope` is the
+suite-wide fixture that checks no shared-memory object of the test is left behind."""
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import select
 import signal
 import socket
@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from speedysvc import connect, serve
 
-from device_api_peers import wait_until
+from services.device_simulator import DeviceSimulatorService
+
+from device_api_peers import ZmqPeer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENT, EMERGENCY, COMMAND_RESULT = ((t).to_bytes(4, "little") for t in (4001, 2001, 6001))
@@ -69,8 +72,6 @@ def simulator():
 
 @pytest.fixture
 def peer(simulator, zmq_context):
-    from device_api_peers import ZmqPeer
-
     peer = ZmqPeer(zmq_context, simulator.subscriber_port, simulator.command_port)
     peer.wait_until_subscribed(timeout=10)
     yield peer
@@ -172,8 +173,7 @@ def test_console_rejects_an_unknown_command_name(simulator):
     assert result.returncode == 64 and "unknown command 'MAKE_COFFEE'" in result.stderr
 
 
-def test_simulator_and_console_over_speedysvc():
-    scope = "sim" + secrets.token_hex(4)
+def test_simulator_and_console_over_speedysvc(scope):
     sim = Simulator("--no-zmq", "--speedysvc-scope", scope)
     try:
         assert sim.ready["speedysvc_shm"] == f"shm://{scope}"
@@ -185,8 +185,6 @@ def test_simulator_and_console_over_speedysvc():
         assert "result [COMMAND_RESULT" in result.stdout
     finally:
         assert sim.terminate() == 0
-    wait_until(lambda: not [n for n in os.listdir("/dev/shm") if f"ssvc_{scope}_" in n],
-               message="the simulator's shared memory to be removed")
 
 
 def _free_port() -> int:
@@ -195,19 +193,13 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_simulator_served_as_a_speedysvc_worker(monkeypatch, zmq_context):
+def test_simulator_served_as_a_speedysvc_worker(scope, monkeypatch, zmq_context):
     """How the supervisor runs it: DeviceSimulatorService in a worker process."""
-    from speedysvc import connect, serve
-
-    from device_api_peers import ZmqPeer
-    from services.device_simulator import DeviceSimulatorService
-
     pub_port, cmd_port = _free_port(), _free_port()
     for key, value in {"PUB_PORT": pub_port, "CMD_PORT": cmd_port, "HEARTBEAT_INTERVAL": 0.2,
                        "TRIAL_INTERVAL": 0.3, "SLOW_COMMAND_SECONDS": 0.3}.items():
         monkeypatch.setenv(f"DEVICE_SIMULATOR_{key}", str(value))
     monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
-    scope = "sw" + secrets.token_hex(4)
     with serve(DeviceSimulatorService, workers=1, scope=scope, tcp="127.0.0.1:0") as running:
         peer = ZmqPeer(zmq_context, pub_port, cmd_port)
         try:
@@ -226,5 +218,3 @@ def test_simulator_served_as_a_speedysvc_worker(monkeypatch, zmq_context):
                     assert client.get_command_result(5)["state"] == "complete"
                 finally:
                     subscription.close()
-    wait_until(lambda: not [n for n in os.listdir("/dev/shm") if f"ssvc_{scope}_" in n],
-               message="the worker's shared memory to be removed")
