@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from concurrent.futures import Future, TimeoutError as FutureTimeout
-from typing import Any, Optional
+import threading
+from concurrent.futures import Future, InvalidStateError, TimeoutError as FutureTimeout
+from typing import Any, Dict, Optional
 
 from speedysvc import ServerMethodsBase, msgpack_method, serve
 from speedysvc.errors import PayloadTooLarge
 
-from .command_reply import CommandReply, malformed_request_reply
+from .command_reply import CommandReply, malformed_request_reply, system_error_reply
+from .commands import ApiCommandRequest, ApiCommandRequestResult
 from .errors import DeviceApiError, MalformedCommandRequest, TransportBindError
 from .options import RpcOptions
 from .topics import ApiTopic
@@ -51,10 +53,23 @@ class DeviceApiMethods(ServerMethodsBase):
     when a transport starts, so the same class works served in the device process
     (SpeedysvcTransport) or as a supervisor worker that runs the device itself."""
 
-    _sink: Optional[CommandSink] = None
+    def __init__(self, logger_client: Any = None) -> None:
+        super().__init__(logger_client)
+        self._sink: Optional[CommandSink] = None
+        # Calls waiting for a handler, answered UNAVAILABLE on detach so stopping the
+        # device does not wait for the slowest handler.
+        self._waiting: Dict["Future[CommandReply]", ApiCommandRequest] = {}
+        self._waiting_lock = threading.Lock()
 
     def attach(self, sink: Optional[CommandSink]) -> None:
+        """Answer calls with `sink`; None detaches and releases the calls still waiting."""
         self._sink = sink
+        if sink is None:
+            with self._waiting_lock:
+                waiting, self._waiting = self._waiting, {}
+            for future, request in waiting.items():
+                _resolve(future, system_error_reply(request, ApiCommandRequestResult.UNAVAILABLE,
+                                                    "the device API stopped before the command finished"))
 
     def _attached(self) -> CommandSink:
         if self._sink is None:
@@ -73,13 +88,18 @@ class DeviceApiMethods(ServerMethodsBase):
         except MalformedCommandRequest as exc:
             return malformed_request_reply(exc).to_wire()
         reply: "Future[CommandReply]" = Future()
-        sink.submit_command(parsed, reply.set_result)
+        with self._waiting_lock:
+            self._waiting[reply] = parsed
         try:
+            sink.submit_command(parsed, lambda result: _resolve(reply, result))
             return reply.result(timeout=wait).to_wire()
         except FutureTimeout:
             raise CommandStillRunning(
                 f"command {parsed.command} nonce {parsed.nonce} did not answer within {wait:g}s; "
                 "it is still running") from None
+        finally:
+            with self._waiting_lock:
+                self._waiting.pop(reply, None)
 
     @msgpack_method
     def get_command_result(self, nonce: int) -> dict:
@@ -101,6 +121,13 @@ class DeviceApiService(DeviceApiMethods):
     """Served in the device application's process with serve(instance, in_process=True)."""
 
     name = "device_api"
+
+
+def _resolve(future: "Future[CommandReply]", reply: CommandReply) -> None:
+    try:
+        future.set_result(reply)
+    except InvalidStateError:  # already answered (the handler finished as the device stopped)
+        pass
 
 
 def publish_message(instance: ServerMethodsBase, message: OutboundMessage) -> None:
@@ -160,9 +187,20 @@ class SpeedysvcTransport:
     def stop(self, flush_timeout: float) -> None:
         # Publishing into the shared-memory ring is synchronous: nothing is left to flush.
         running, self._running = self._running, None
-        if self._exit_stack is not None and running is not None:
-            self._exit_stack.close()
-        self._exit_stack = None
+        if self._service is not None:
+            self._service.attach(None)
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is None or running is None:
+            return
+        try:
+            stack.close()
+        except ValueError:
+            # Workaround for a speedysvc core race: the in-process TCP gateway closes its
+            # shared-memory channels while a connection thread still uses one, and the
+            # error aborts RunningService.stop() half-way. A second stop() finishes the
+            # rest (worker threads, segments) as the gateway is already closed.
+            log.warning("speedysvc stop was interrupted by the TCP gateway; finishing it", exc_info=True)
+            running.stop()
 
 
 class AttachedSpeedysvcTransport:

@@ -189,3 +189,36 @@ def test_speedysvc_bind_failure_makes_start_raise_and_releases_the_gateway(no_le
             service.start()
         assert service.transport("speedysvc").shm_address is None
         assert not service.is_running
+
+
+def test_stopping_releases_calls_still_waiting_for_a_handler(make_speedysvc_service, make_client):
+    service = make_speedysvc_service()
+    client = make_client(service)
+    entered, release = threading.Event(), threading.Event()
+
+    def handler(request):
+        entered.set()
+        release.wait(10)
+        return ApiCommandRequestResponse(result=ApiCommandRequestResult.SUCCESS)
+
+    service.command_request_delegate = handler
+    outcome = {}
+
+    def call():
+        try:
+            outcome["reply"] = client.client.send_command({"command": 50, "nonce": 1}, 30)
+        except Exception as exc:  # over TCP the connection may close before the reply crosses it
+            outcome["error"] = exc
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        assert entered.wait(5)
+        service.stop()
+        caller.join(5)
+        assert not caller.is_alive(), "the call waited for the handler after stop()"
+        if "reply" in outcome:
+            assert outcome["reply"]["result"] == ApiCommandRequestResult.UNAVAILABLE
+    finally:
+        release.set()
+        caller.join(10)
