@@ -1,7 +1,10 @@
 """CURVE encryption with a client allow-list on the ZeroMQ gateway."""
 from __future__ import annotations
 
+import io
+
 import pytest
+import zmq.auth
 
 from services.device_api import (
     ApiCommandRequestResponse,
@@ -11,6 +14,7 @@ from services.device_api import (
     CurveOptions,
     create_api_service,
 )
+from services.device_api import console
 from services.device_api.curve_auth import generate_curve_keypair
 from services.device_api.remote_client import ClientCurveKeys, CommandTimeout, ZmqDeviceClient
 
@@ -78,3 +82,17 @@ def test_curve_without_allowed_clients_is_refused(keys):
     service = create_api_service(ApiOptions(rpc=rpc_options(zmq={"curve": CurveOptions(server_public, server_secret)})))
     with pytest.raises(CurveConfigurationError, match="allowed_client_keys"):
         service.start()
+
+
+def test_the_console_authenticates_with_a_client_certificate(make_service, keys, tmp_path):
+    _, secret_file = zmq.auth.create_certificates(str(tmp_path), "console")
+    client_public, _ = zmq.auth.load_certificate(secret_file)
+    server_public, server_secret = keys["server"]
+    service = make_service(zmq={"curve": CurveOptions(server_public, server_secret,
+                                                      allowed_client_keys=(client_public.decode(),))})
+    service.command_request_delegate = lambda request: ApiCommandRequestResponse(result=ApiCommandRequestResult.SUCCESS)
+    out = io.StringIO()
+    code = console.main(["--pub-port", str(service.subscriber_port), "--cmd-port", str(service.command_port),
+                         "--curve-server-key", server_public, "--curve-client-certificate", secret_file,
+                         "--send", "GET_STATUS"], stdout=out)
+    assert code == 0 and "reply SUCCESS" in out.getvalue()
