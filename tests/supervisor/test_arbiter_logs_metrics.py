@@ -3,6 +3,7 @@ still there after the supervisor restarts."""
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -40,15 +41,18 @@ def test_stdout_stderr_and_log_records_are_captured_and_queryable(make_superviso
 
     # follow: a new line after the cursor arrives, also through `logs -f`
     cursor = control.logs("work", lines=1)["cursor"]
-    follower = subprocess.Popen([sys.executable, "-m", "speedysvc", "logs", "work", "-f", "-n", "0",
+    follower = subprocess.Popen([sys.executable, "-m", "speedysvc", "logs", "work", "-f", "-n", "5",
                                  "--grep", "marker-two", "--interval", "0.1"], cwd=REPO, env=sup.env,
                                 stdout=subprocess.PIPE, text=True)
     try:
         with speedysvc.connect("work", f"shm://{sup.scope}") as c:
-            time.sleep(0.3)  # let the follower take its starting cursor (not a correctness wait)
-            c.say("marker-two")
-        line = follower.stdout.readline()
-        assert "marker-two" in line
+            c.say("marker-two")   # before or after the follower starts: it shows up either way
+        assert "marker-two" in read_line(follower.stdout, timeout=30)
+        with speedysvc.connect("work", f"shm://{sup.scope}") as c:
+            c.say("marker-two-again")   # certainly after: only following can show it
+        seen = ""
+        while "marker-two-again" not in seen:
+            seen = read_line(follower.stdout, timeout=30)
     finally:
         follower.terminate()
         follower.wait(10)
@@ -61,6 +65,12 @@ def test_stdout_stderr_and_log_records_are_captured_and_queryable(make_superviso
     # on disk, rotated per service under log_dir
     assert os.path.exists(os.path.join(sup.log_dir, "work.log"))
     assert sup.stop() == 0
+
+
+def read_line(stream, timeout: float) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, f"no line within {timeout}s"
+    return stream.readline()
 
 
 def test_metrics_are_sampled_stored_and_survive_a_restart(make_supervisor):
