@@ -17,8 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from . import naming
 from .dispatch import Dispatcher
@@ -73,6 +72,12 @@ class RunningService:
         self._monitor: Optional[threading.Thread] = None
         self.restarts = 0
         self.boot_failures = 0
+
+    def __enter__(self) -> "RunningService":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     @property
     def shm_address(self) -> str:
@@ -241,12 +246,14 @@ def start_gateway_process(scope: str, name: str, host: str, port: int, *, secret
     return proc, int(line.split()[1])
 
 
-@contextmanager
 def serve(service: Any, workers: int = 1, *, scope: Optional[str] = None, tcp: Optional[str] = None,
           secret: Optional[str] = None, in_process: bool = False, allow_insecure: Optional[bool] = None,
           start_timeout: float = 60.0, name: Optional[str] = None,
-          tcp_options: Optional[dict] = None) -> Iterator[RunningService]:
+          tcp_options: Optional[dict] = None) -> RunningService:
     """Run `service` (a ServerMethodsBase subclass, or an instance with in_process=True).
+
+    Use it as a context manager (`with serve(Echo) as svc:`), or keep the returned
+    RunningService and call its stop() when done.
 
     scope: names the shared-memory objects (default: a fresh random scope).
     tcp: "host:port" to also serve over TCP ("127.0.0.1:0" picks a free port).
@@ -259,8 +266,4 @@ def serve(service: Any, workers: int = 1, *, scope: Optional[str] = None, tcp: O
         raise TypeError(f"{cls.__name__} is not a ServerMethodsBase subclass")
     running = RunningService(service, workers, scope or new_scope(), tcp, secret, in_process,
                              allow_insecure, start_timeout, name, tcp_options)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    return running.start()

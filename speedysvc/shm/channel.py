@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import platform
+import threading
 import time
 from collections import OrderedDict
 from time import perf_counter_ns
@@ -81,6 +82,9 @@ class ClientChannel:
         self.gen = 0
         self.seq = 0
         self.want_capacity = capacity
+        self.busy = False        # inside call(): only the owning thread may unmap
+        self.closing = False     # close requested by another thread
+        self._close_lock = threading.Lock()
         self.recent_ns = SPIN_NS // 4  # start optimistic: spin until round trips say otherwise
         self.sem = open_semaphore(naming.channel_base(scope, self.pid, self.no), 0)
         self.seg: Optional[Segment] = None
@@ -104,6 +108,17 @@ class ClientChannel:
     def call(self, service, parts: list, size: int, decode: Callable, timeout: Optional[float],
              unavailable_after: float):
         """Send one request through `service` (a ServiceSegment) and decode the reply."""
+        self.busy = True
+        try:
+            return self._call(service, parts, size, decode, timeout, unavailable_after)
+        finally:
+            self.busy = False
+            if self.closing:
+                self.close()
+
+    def _call(self, service, parts, size, decode, timeout, unavailable_after):
+        if self.closing:
+            raise ServiceUnavailable("the client was closed")
         if size > self.request_limit or self.want_capacity > self.capacity:
             self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
         seg = self.seg
@@ -148,6 +163,9 @@ class ClientChannel:
             state = q[C_STATE]
             if state == REPLY:
                 return  # replied, post still in flight
+            if self.closing:
+                self.abandon()
+                raise ServiceUnavailable(f"the client of {service.service!r} was closed during the call")
             now = time.monotonic()
             if state == CLAIMED:
                 unclaimed_since = None
@@ -199,7 +217,17 @@ class ClientChannel:
             self.seg.q[C_STATE] = ABANDONED
         self.close()
 
+    def request_close(self) -> None:
+        """Close from any thread: a call in progress in the owning thread is ended first."""
+        self.closing = True
+        if not self.busy:
+            self.close()
+
     def close(self) -> None:
+        with self._close_lock:
+            self._close()
+
+    def _close(self) -> None:
         if self.seg is not None:
             self.seg.q[C_CLOSED] = 1  # lets workers drop their mapping of it promptly
             self.seg.close()

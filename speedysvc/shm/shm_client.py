@@ -134,12 +134,15 @@ class SHMClient:
         if self.closed:
             return
         self.closed = True
+        busy = False
         if os.getpid() == self._pid:
             with self._lock:
                 for ch in self._channels:
-                    ch.close()
+                    busy = busy or ch.busy
+                    ch.request_close()  # a channel mid-call is closed by its own thread
                 self._channels.clear()
-        self.segment.close()
+        if not busy:  # else calls in other threads still read it; the GC unmaps it after them
+            self.segment.close()
 
     def __enter__(self):
         return self

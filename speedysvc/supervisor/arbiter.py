@@ -27,8 +27,7 @@ from typing import Any, Callable, Optional
 
 from .. import naming
 from ..monitoring.collector import Collector, ServiceSnapshot, WorkerReading
-from ..monitoring.log_capture import (SERVICE_LOGGER, LogCapture, ServiceLogHandler, ServiceLogs,
-                                      WriterHandler)
+from ..monitoring.log_capture import SERVICE_LOGGER, LogCapture, ServiceLogHandler, WriterHandler
 from ..monitoring.log_store import LogReader
 from ..monitoring.metrics_store import MetricsStore
 from . import service_pool as sp_mod
@@ -557,13 +556,11 @@ class Arbiter:
         if diff.supervisor_changed:
             log.warning("reload: [supervisor] settings changed; they apply after a restart of the "
                         "supervisor")
-        old_web = self.config.web_monitor
         self.config = new
         if diff.web_monitor_changed:
             log.info("reload: [web monitor] changed; restarting it")
             self._stop_web_monitor()
             self._web_start_at = self.system.monotonic() if new.web_monitor.enabled else None
-        del old_web
         summary = "; ".join(done) or "applied"
         log.info("reload: %s", summary)
         return {"ok": True, "message": summary}

@@ -210,7 +210,6 @@ class ServicePool:
 
     def reconfigure(self, new_config: Any, changed: list[str]) -> str:
         """Apply a reloaded section: live options in place, others by restarting what uses them."""
-        old = self.config
         self.config = new_config
         self.restart_policy.update_settings(new_config)
         if self.status in (STOPPED, FAILED):
@@ -235,7 +234,6 @@ class ServicePool:
         if live:
             self.log.info("reload: applied %s", ", ".join(f"{k}={getattr(new_config, k)!r}"
                                                           for k in live))
-        del old
         return f"{self.name}: applied {', '.join(changed)}"
 
     # -- the tick ------------------------------------------------------------------------

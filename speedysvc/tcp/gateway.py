@@ -51,6 +51,7 @@ class TCPGateway:
         self._listener: Optional[socket.socket] = None
         self._client: Optional[SHMClient] = None
         self._connections: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -88,7 +89,9 @@ class TCPGateway:
                     conn.close()
                     continue
                 self._connections.add(conn)
-            threading.Thread(target=self._serve_connection, args=(conn, peer), daemon=True).start()
+            t = threading.Thread(target=self._serve_connection, args=(conn, peer), daemon=True)
+            self._threads.add(t)
+            t.start()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -106,6 +109,8 @@ class TCPGateway:
                     pass
         if self._thread is not None:
             self._thread.join(5)
+        for t in list(self._threads):  # their calls end (or are abandoned) before we unmap
+            t.join(2)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -149,6 +154,7 @@ class TCPGateway:
                 sub.set()
             with self._lock:
                 self._connections.discard(conn)
+                self._threads.discard(threading.current_thread())
             conn.close()
             if self._client is not None:
                 self._client.release_thread_channel()

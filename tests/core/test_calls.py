@@ -251,3 +251,38 @@ def test_closing_a_subscription_while_another_thread_waits_on_it(running):
             sub.close()
             t.join(5)
             assert outcome == ["woken"]
+
+
+def test_stopping_while_a_tcp_call_is_in_flight_cleans_up(scope):
+    """Regression: the gateway used to unmap channels under a connection thread mid-call."""
+    import threading
+    from speedysvc import SpeedysvcError
+    svc = serve(Echo(), workers=1, in_process=True, scope=scope, tcp="127.0.0.1:0")
+    client = connect(Echo, svc.tcp_address)
+    outcome = []
+
+    def slow_call():
+        try:
+            outcome.append(client.sleep(1.5))
+        except SpeedysvcError as exc:
+            outcome.append(type(exc).__name__)
+    t = threading.Thread(target=slow_call)
+    t.start()
+    from conftest import wait_until
+    from speedysvc.shm import service_segment as ss
+    wait_until(lambda: any(w["state"] == "busy" for w in svc._segment.workers()), message="call in flight")
+    svc.stop()  # must not raise, and must remove every shared-memory object
+    t.join(10)
+    client.close()
+    assert outcome and outcome[0] in (1.5, "ServiceUnavailable")
+    assert naming.list_objects(scope) == []
+
+
+def test_serve_without_a_with_block(scope):
+    svc = serve(Echo, scope=scope)
+    try:
+        with connect(Echo, svc.shm_address) as c:
+            assert c.echo("x") == "x!"
+    finally:
+        svc.stop()
+    assert naming.list_objects(scope) == []
