@@ -57,10 +57,10 @@ def default_pool_factory(service_cls: type, scope: str, name: str, import_path: 
 
 
 def default_gateway_starter(scope: str, name: str, host: str, port: int, *, secret: Optional[str],
-                            allow_insecure: bool, options: dict, stderr: Any) -> tuple[Any, int]:
-    from ..serve import start_gateway_process
-    return start_gateway_process(scope, name, host, port, secret=secret,
-                                 allow_insecure=allow_insecure, options=options, stderr=stderr)
+                            allow_insecure: bool, max_frame: int, stderr: Any) -> Any:
+    from .gateway_process import GatewayProcess
+    return GatewayProcess(scope, name, host, port, secret=secret, allow_insecure=allow_insecure,
+                          max_frame=max_frame, stderr=stderr)
 
 
 class ServicePool:
@@ -256,7 +256,11 @@ class ServicePool:
             self._scale(now)
         self._reconcile(now)
         self._stop_replaced()
-        if self.status == STARTING and self._ready_count() >= min(self.target, self.config.min_proc_num):
+        # running: enough workers serve, and TCP listens (or has failed and is being retried)
+        tcp_settled = (self.config.tcp_bind is None or self.tcp_address is not None
+                       or self.gateway_restart_at is not None)
+        if (self.status == STARTING and tcp_settled
+                and self._ready_count() >= min(self.target, self.config.min_proc_num)):
             self.status = RUNNING
             self.log.info("%s is running (%d worker(s) ready)", self.name, self._ready_count())
 
@@ -265,7 +269,8 @@ class ServicePool:
         now = self.system.monotonic()
         if self.pool is None:
             return now + 3600
-        if self.status in (STARTING, STOPPING) or self.retiring or any(
+        starting_gateway = self.gateway is not None and self.gateway.port is None
+        if self.status in (STARTING, STOPPING) or self.retiring or starting_gateway or any(
                 self._state(w) == ss.STARTING for w in self.pool.workers):
             return now + POLL_WHILE_CHANGING_S
         times = [self._next_queue_sample, self._next_mem_check if self.config.max_proc_mem_bytes else now + 1.0,
@@ -497,58 +502,55 @@ class ServicePool:
 
     # -- TCP gateway ---------------------------------------------------------------------
     def _start_gateway(self) -> None:
+        """Start the TCP gateway; _check_gateway() notices when it listens (never blocks)."""
         cfg = self.config
         bind = cfg.tcp_bind
         stderr = self.logs.gateway_pipe() if self.logs is not None else None
         try:
-            self.gateway, port = self.gateway_starter(
+            self.gateway = self.gateway_starter(
                 self.scope, self.name, bind.host, cfg.port or 0, secret=cfg.tcp_secret or None,
                 allow_insecure=bool(cfg.force_insecure_serialisation),
-                options={"max_frame": cfg.tcp_max_frame_bytes}, stderr=stderr)
+                max_frame=cfg.tcp_max_frame_bytes, stderr=stderr)
         except OSError as exc:
             self.gateway = None
-            self.tcp_address = None
-            self.last_error = f"TCP gateway: {exc}"
-            self.log.error("TCP gateway of %s could not start: %s; retrying in %gs", self.name, exc,
-                           GATEWAY_RESTART_DELAY_S)
-            self.gateway_restart_at = self.system.monotonic() + GATEWAY_RESTART_DELAY_S
-            return
+            self._gateway_failed(f"could not start: {exc}", self.system.monotonic())
         finally:
             if stderr is not None:
                 self.logs.gateway_started(stderr, self.gateway.pid if self.gateway else None)
-        host = f"[{bind.host}]" if ":" in bind.host else bind.host
-        self.tcp_address = f"tcp://{host}:{port}"
-        self.gateway_restart_at = None
-        self.log.info("%s serves TCP on %s", self.name, self.tcp_address)
+
+    def _gateway_failed(self, why: str, now: float) -> None:
+        self.tcp_address = None
+        self.last_error = f"TCP gateway: {why}"
+        self.log.error("TCP gateway of %s %s; retrying in %gs", self.name, why, GATEWAY_RESTART_DELAY_S)
+        self.gateway_restart_at = now + GATEWAY_RESTART_DELAY_S
 
     def _check_gateway(self, now: float) -> None:
         if self.config.tcp_bind is None:
             return
-        if self.gateway is not None and self.gateway.poll() is not None:
-            self.log.error("TCP gateway of %s exited with %s; restarting it in %gs", self.name,
-                           _describe_exit(self.gateway.returncode), GATEWAY_RESTART_DELAY_S)
+        gw = self.gateway
+        if gw is not None and gw.port is None:
+            try:
+                if gw.check_listening() is not None:
+                    self.tcp_address = gw.address
+                    self.log.info("%s serves TCP on %s", self.name, self.tcp_address)
+            except OSError as exc:
+                self.gateway = None
+                gw.stop(kill=True)
+                self._gateway_failed(str(exc), now)
+        elif gw is not None and gw.poll() is not None:
             self.gateway = None
-            self.gateway_restart_at = now + GATEWAY_RESTART_DELAY_S
+            gw.stop()
+            self._gateway_failed(f"exited with {_describe_exit(gw.returncode)}", now)
         if self.gateway is None and self.gateway_restart_at is not None and now >= self.gateway_restart_at:
+            self.gateway_restart_at = None
             self._start_gateway()
 
     def _stop_gateway(self, kill: bool = False) -> None:
         gw, self.gateway = self.gateway, None
         self.tcp_address = None
         self.gateway_restart_at = None
-        if gw is None:
-            return
-        if kill:
-            gw.kill()
-        else:
-            gw.terminate()
-        try:
-            gw.wait(5)
-        except subprocess.TimeoutExpired:
-            gw.kill()
-            gw.wait()
-        if gw.stdout is not None:
-            gw.stdout.close()
+        if gw is not None:
+            gw.stop(kill=kill)
 
     # -- reporting -----------------------------------------------------------------------
     def worker_rows(self) -> list[dict]:

@@ -7,7 +7,6 @@ import re
 import signal
 import urllib.request
 
-import psutil
 
 from speedysvc import naming
 from supervisor_harness import wait_until, wait_until_dead
