@@ -7,14 +7,18 @@ Reply:    [status u8][7 bytes padding][payload...]   status OK -> the method's e
 from __future__ import annotations
 
 import struct
-import time
+from bisect import bisect_right
+from time import perf_counter_ns
 from typing import Any, Optional
 
 from . import errors, remote_errors, serialisers
 from .methods import ServerMethodsBase
-from .monitoring.latency_histogram import latency_bucket
+from .monitoring.latency_histogram import MIN_BUCKET, latency_bucket
+from .monitoring.latency_histogram import _LOWER_NS as LOWER_NS
 
 REQUEST_HEADER = struct.Struct("<BBH")
+_unpack_request_header = REQUEST_HEADER.unpack_from
+RAW_CODE = serialisers.SERIALISERS["raw"].code
 REPLY_HEADER = struct.Struct("<B7x")
 OK_HEADER = REPLY_HEADER.pack(0)
 STATUS_OK = 0
@@ -61,24 +65,6 @@ def decode_reply(buf: memoryview, serialiser: serialisers.Serialiser) -> Any:
     raise errors.ProtocolError(f"unknown reply status {status}")
 
 
-class MethodStats:
-    """Per-method counters and a latency histogram, exported to the metrics collector."""
-
-    __slots__ = ("count", "errors", "buckets")
-
-    def __init__(self):
-        self.count = 0
-        self.errors = 0
-        self.buckets: dict[int, int] = {}
-
-    def record(self, elapsed_ns: int, failed: bool) -> None:
-        self.count += 1
-        if failed:
-            self.errors += 1
-        b = latency_bucket(elapsed_ns)
-        self.buckets[b] = self.buckets.get(b, 0) + 1
-
-
 class Dispatcher:
     def __init__(self, instance: ServerMethodsBase, allow_insecure: Optional[bool] = None):
         self.instance = instance
@@ -88,35 +74,46 @@ class Dispatcher:
         self.bound = {name: getattr(instance, name) for name in self.specs}
         self.description = cls.describe()
         self.names = {name.encode("utf-8"): name for name in self.specs}
-        self.stats: dict[str, MethodStats] = {name: MethodStats() for name in self.specs}
-        # name bytes -> (bound method, serialiser, copy arrays?, refused over network?, stats)
-        self.fast = {name.encode("utf-8"): (self.bound[name], spec.serialiser, not spec.zero_copy,
+        # per method: [calls, errors, latency histogram {bucket: count}]
+        self.stats: dict[str, list] = {name: [0, 0, {}] for name in self.specs}
+        # name bytes -> (encoder code, bound method, serialiser, refused over network?, stats,
+        #                copy arrays?)
+        self.fast = {name.encode("utf-8"): (spec.serialiser.code, self.bound[name], spec.serialiser,
                                             spec.serialiser.insecure and not self.allow_insecure,
-                                            self.stats[name])
+                                            self.stats[name], not spec.zero_copy)
                      for name, spec in self.specs.items()}
         self.calls = 0
         self.errors = 0
 
     def handle(self, request: memoryview) -> list:
         """Run one request; always returns reply parts (errors become an ERROR reply)."""
-        start = time.perf_counter_ns()
+        start = perf_counter_ns()
         stats = None
         try:
-            code, flags, name_len = REQUEST_HEADER.unpack_from(request, 0)
-            end = REQUEST_HEADER.size + name_len
-            fast = self.fast.get(bytes(request[REQUEST_HEADER.size:end]))
-            if fast is not None and fast[1].code == code and not (fast[3] and flags & FLAG_NETWORK):
+            code, flags, name_len = _unpack_request_header(request, 0)
+            end = 4 + name_len
+            fast = self.fast.get(request[4:end].tobytes())
+            if fast is not None and fast[0] == code and not (fast[3] and flags & FLAG_NETWORK):
                 # hot path: a known method with the right encoder
-                fn, serialiser, copy, _, stats = fast
-                args, kwargs = serialiser.decode_call(request[end:], copy)
-                parts = [OK_HEADER, *serialiser.encode_result(fn(*args, **kwargs))]
+                _, fn, serialiser, _, stats, copy = fast
+                if code == RAW_CODE:
+                    result = fn(request[end:].tobytes())
+                    if result.__class__ is not bytes:
+                        result = serialiser.encode(result)[0]  # type check and message
+                    parts = [OK_HEADER, result]
+                else:
+                    args, kwargs = serialiser.decode_call(request[end:], copy)
+                    parts = [OK_HEADER, *serialiser.encode_result(fn(*args, **kwargs))]
             else:
                 code, flags, name, payload = parse_request(request, self.names)
                 stats = self.stats.get(name)
                 parts = self._invoke(code, flags, name, payload)
             self.calls += 1
             if stats is not None:
-                stats.record(time.perf_counter_ns() - start, False)
+                stats[0] += 1
+                b = MIN_BUCKET + bisect_right(LOWER_NS, perf_counter_ns() - start)
+                buckets = stats[2]
+                buckets[b] = buckets.get(b, 0) + 1
             return parts
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -124,7 +121,10 @@ class Dispatcher:
             self.calls += 1
             self.errors += 1
             if stats is not None:
-                stats.record(time.perf_counter_ns() - start, True)
+                stats[0] += 1
+                stats[1] += 1
+                b = latency_bucket(perf_counter_ns() - start)
+                stats[2][b] = stats[2].get(b, 0) + 1
             return self._error_reply(exc)
 
     def _invoke(self, code: int, flags: int, name: str, payload: memoryview) -> list:
@@ -158,4 +158,4 @@ class Dispatcher:
         return [REPLY_HEADER.pack(STATUS_ERROR), *body]
 
     def export_stats(self) -> dict:
-        return {name: [s.count, s.errors, s.buckets] for name, s in self.stats.items() if s.count}
+        return {name: st for name, st in self.stats.items() if st[0]}

@@ -245,7 +245,10 @@ CONTROL = SERIALISERS["msgpack"]
 
 
 def parts_size(parts: Parts) -> int:
-    return sum(len(p) if p.__class__ is bytes else memoryview(p).nbytes for p in parts)
+    size = 0
+    for p in parts:
+        size += len(p) if p.__class__ is bytes else memoryview(p).nbytes
+    return size
 
 
 def join_parts(parts: Parts) -> bytes:

@@ -4,7 +4,7 @@ Layout (all integers u64, little-endian, addressed through `Segment.q`):
 
     [0, 4096)          header (H_* indices below)
     [4096, +64 KiB)    method table: msgpack of ServerMethodsBase.describe()
-    ring               RING_CAPACITY entries of (client pid, channel no, generation, seq)
+    ring               RING_CAPACITY entries: (client pid, channel no), (generation, seq)
     worker table       MAX_WORKERS slots of WORKER_WORDS words (W_* indices)
     stats area         MAX_WORKERS x STATS_BYTES: msgpack of per-method statistics
 
@@ -25,11 +25,12 @@ from .. import naming
 from ..errors import ServiceUnavailable
 from .segment import Segment, open_semaphore, unlink_semaphore
 
-MAGIC = 0x5353_5643_5356_0002  # "SSVCSV" + layout 2
+MAGIC = 0x5353_5643_5356_0003  # "SSVCSV" + layout 3
 HEADER_BYTES = 4096
 METHODS_BYTES = 64 * 1024
-RING_CAPACITY = 2048
-RING_ENTRY_WORDS = 4
+RING_CAPACITY = 2048  # a power of two: slots are tail & RING_MASK
+RING_MASK = RING_CAPACITY - 1
+RING_ENTRY_WORDS = 2
 MAX_WORKERS = 64
 WORKER_WORDS = 32
 STATS_BYTES = 16 * 1024
@@ -46,6 +47,7 @@ STATE_NAMES = {FREE: "free", STARTING: "starting", IDLE: "idle", BUSY: "busy",
                STOPPING: "stopping", EXITED: "exited"}
 
 RING_OFFSET = HEADER_BYTES + METHODS_BYTES
+RING_WORD = RING_OFFSET // 8
 WORKERS_OFFSET = RING_OFFSET + RING_CAPACITY * RING_ENTRY_WORDS * 8
 STATS_OFFSET = WORKERS_OFFSET + MAX_WORKERS * WORKER_WORDS * 8
 TOTAL_BYTES = STATS_OFFSET + MAX_WORKERS * STATS_BYTES
@@ -128,53 +130,71 @@ class ServiceSegment:
 
     # -- the ring ---------------------------------------------------------------------
     def _lock(self) -> None:
-        while True:
-            try:
-                self.lock_sem.acquire(LOCK_WAIT_S)
-                break
-            except posix_ipc.BusyError:
-                owner = self.q[H_LOCK_OWNER]
-                if owner and not naming.pid_alive(owner):
-                    break  # the holder was killed inside the critical section: take over
+        try:
+            self.lock_sem.acquire(LOCK_WAIT_S)
+        except posix_ipc.BusyError:
+            self._lock_slow()
         self.q[H_LOCK_OWNER] = self.pid
 
     def _unlock(self) -> None:
         self.q[H_LOCK_OWNER] = 0
         self.lock_sem.release()
 
+    def _lock_slow(self) -> None:
+        while True:
+            owner = self.q[H_LOCK_OWNER]
+            if owner and not naming.pid_alive(owner):
+                return  # the holder was killed inside the critical section: take over
+            try:
+                self.lock_sem.acquire(LOCK_WAIT_S)
+                return
+            except posix_ipc.BusyError:
+                pass
+
+    # enqueue/dequeue run on every call: the lock is inlined, and an entry is two words,
+    # (client pid << 32 | channel no) and (generation << 32 | low 32 bits of seq).
     def enqueue(self, client_pid: int, channel_no: int, gen: int, seq: int) -> bool:
         """Queue a call; False when the ring is full."""
         q = self.q
-        self._lock()
         try:
-            tail = q[H_RING_TAIL]
-            if tail - q[H_RING_HEAD] >= RING_CAPACITY:
-                return False
-            base = RING_OFFSET // 8 + (tail % RING_CAPACITY) * RING_ENTRY_WORDS
-            q[base] = client_pid
-            q[base + 1] = channel_no
-            q[base + 2] = gen
-            q[base + 3] = seq
+            self.lock_sem.acquire(LOCK_WAIT_S)
+        except posix_ipc.BusyError:
+            self._lock_slow()
+        q[H_LOCK_OWNER] = self.pid
+        tail = q[H_RING_TAIL]
+        full = tail - q[H_RING_HEAD] >= RING_CAPACITY
+        if not full:
+            base = RING_WORD + (tail & RING_MASK) * RING_ENTRY_WORDS
+            q[base] = client_pid << 32 | channel_no
+            q[base + 1] = gen << 32 | (seq & 0xFFFFFFFF)
             q[H_RING_TAIL] = tail + 1
-        finally:
-            self._unlock()
+        q[H_LOCK_OWNER] = 0
+        self.lock_sem.release()
+        if full:
+            return False
         self.queue_sem.release()
         return True
 
     def dequeue(self) -> Optional[tuple[int, int, int, int]]:
-        """Take the next call after a queue_sem token was acquired."""
+        """Take the next call after a queue_sem token was acquired:
+        (client pid, channel no, generation, low 32 bits of seq)."""
         q = self.q
-        self._lock()
         try:
-            head = q[H_RING_HEAD]
-            if head >= q[H_RING_TAIL]:
-                return None
-            base = RING_OFFSET // 8 + (head % RING_CAPACITY) * RING_ENTRY_WORDS
-            entry = (q[base], q[base + 1], q[base + 2], q[base + 3])
+            self.lock_sem.acquire(LOCK_WAIT_S)
+        except posix_ipc.BusyError:
+            self._lock_slow()
+        q[H_LOCK_OWNER] = self.pid
+        head = q[H_RING_HEAD]
+        if head < q[H_RING_TAIL]:
+            base = RING_WORD + (head & RING_MASK) * RING_ENTRY_WORDS
+            a, b = q[base], q[base + 1]
             q[H_RING_HEAD] = head + 1
-            return entry
-        finally:
-            self._unlock()
+            entry = (a >> 32, a & 0xFFFFFFFF, b >> 32, b & 0xFFFFFFFF)
+        else:
+            entry = None
+        q[H_LOCK_OWNER] = 0
+        self.lock_sem.release()
+        return entry
 
     def shutting_down(self) -> bool:
         return self.q[H_SHUTDOWN] == 1

@@ -137,7 +137,7 @@ class ShmWorker:
                     return  # the client went away
                 seg, sem = found
             cq = seg.q
-            if cq[C_STATE] != REQUEST or cq[C_SEQ] != seq:
+            if cq[C_STATE] != REQUEST or cq[C_SEQ] & 0xFFFFFFFF != seq:
                 return  # abandoned by a client that timed out
             cq[C_WORKER_PID] = self.pid
             cq[C_STATE] = CLAIMED
@@ -148,7 +148,7 @@ class ShmWorker:
                 parts = self.dispatcher.handle(request)
             finally:
                 request.release()
-            if cq[C_STATE] != CLAIMED or cq[C_SEQ] != seq:
+            if cq[C_STATE] != CLAIMED or cq[C_SEQ] & 0xFFFFFFFF != seq:
                 return  # the client gave up meanwhile; nobody wants this reply
             if len(parts) == 2 and parts[1].__class__ is bytes:
                 size = 8 + len(parts[1])
@@ -159,10 +159,10 @@ class ShmWorker:
                 write_parts(buf, offset, parts)
                 cq[C_OVERFLOW] = 0
                 cq[C_RESP_OFFSET] = offset
-            elif not write_overflow(channels.scope, pid, no, seq, parts, size):
+            elif not write_overflow(channels.scope, pid, no, cq[C_SEQ], parts, size):
                 return
             else:
-                cq[C_OVERFLOW] = seq
+                cq[C_OVERFLOW] = cq[C_SEQ]
             cq[C_RESP_LEN] = size
             cq[C_STATE] = REPLY
             sem.release()
