@@ -366,6 +366,8 @@ class Arbiter:
     def begin_stop(self) -> None:
         self.phase = "stopping"
         self._boot_queue.clear()
+        for sp in self.pools.values():
+            sp.shutting_down = True
         order = [name for name, sp in self.pools.items() if sp.pool is not None]
         self._stop_queue = list(reversed(order))
 

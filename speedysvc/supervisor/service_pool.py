@@ -94,6 +94,7 @@ class ServicePool:
         self.fail_when_stopped = False
         self.start_when_stopped = False
         self.pending_config: Any = None
+        self.shutting_down = False   # the supervisor is stopping: exits are not crashes any more
         self.gateway: Any = None
         self.tcp_address: Optional[str] = None
         self.gateway_restart_at: Optional[float] = None
@@ -320,7 +321,9 @@ class ServicePool:
             self.spawned_at.pop(w.worker_id, None)
             self._busy_seen.pop(w.worker_id, None)
             reason = self.kill_reasons.pop(w.worker_id, None)
-            if w.stopping_since is not None or self.status == STOPPING:
+            # Ctrl-C reaches the whole process group: while the supervisor stops, workers that
+            # leave on their own are not crashes to answer with replacements
+            if w.stopping_since is not None or self.status == STOPPING or self.shutting_down:
                 self.log.debug("worker %d (pid %d) stopped (%s)", w.worker_id, w.pid,
                                _describe_exit(code))
                 continue
@@ -392,7 +395,7 @@ class ServicePool:
         self.pool.kill(w)
 
     def _reconcile(self, now: float) -> None:
-        if self.status not in (STARTING, RUNNING):
+        if self.status not in (STARTING, RUNNING) or self.shutting_down:
             return
         active = self._active()
         missing = self.target - len(active)
@@ -541,7 +544,8 @@ class ServicePool:
             self.gateway = None
             gw.stop()
             self._gateway_failed(f"exited with {_describe_exit(gw.returncode)}", now)
-        if self.gateway is None and self.gateway_restart_at is not None and now >= self.gateway_restart_at:
+        if (self.gateway is None and self.gateway_restart_at is not None and now >= self.gateway_restart_at
+                and not self.shutting_down):
             self.gateway_restart_at = None
             self._start_gateway()
 

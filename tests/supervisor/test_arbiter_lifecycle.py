@@ -164,3 +164,15 @@ def _swallow(fn, *args):
         fn(*args)
     except Exception:  # noqa: BLE001 - the worker is killed under this call on purpose
         pass
+
+
+def test_ctrl_c_to_the_whole_process_group_stops_without_restarting_workers(make_supervisor):
+    # a terminal's Ctrl-C sends SIGINT to the supervisor *and* its workers and gateways at once
+    sup = make_supervisor({"Work": {"min_proc_num": "2", "max_proc_num": "2",
+                                    "tcp_bind": "127.0.0.1:0"}, "Other": {}}).start()
+    sup.seen_pids.update(c.pid for c in sup.children())
+    os.killpg(sup.proc.pid, signal.SIGINT)
+    assert sup.proc.wait(30) == 0, sup.log_text()
+    out = sup.log_text()
+    assert "exited unexpectedly" not in out and "restarting in" not in out, out
+    assert naming.list_objects(sup.scope) == []
