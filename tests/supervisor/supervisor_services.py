@@ -81,6 +81,11 @@ class Other(ServerMethodsBase):
     def ping(self):
         return os.getpid()
 
+    @msgpack_method
+    def sleep(self, seconds: float):
+        time.sleep(seconds)
+        return os.getpid()
+
 
 class First(ServerMethodsBase):
     """Takes a while to start; Second must not start before it is ready."""

@@ -171,8 +171,20 @@ def test_ctrl_c_to_the_whole_process_group_stops_without_restarting_workers(make
     sup = make_supervisor({"Work": {"min_proc_num": "2", "max_proc_num": "2",
                                     "tcp_bind": "127.0.0.1:0"}, "Other": {}}).start()
     sup.seen_pids.update(c.pid for c in sup.children())
+    # Other (stopped first: reverse file order) is busy for a while, so Work's workers, which
+    # leave at once on SIGINT, are gone long before the supervisor asks them to stop
+    client = speedysvc.connect("other", f"shm://{sup.scope}")
+    result = {}
+    caller = threading.Thread(target=lambda: result.setdefault("pid", client.sleep(1.5)))
+    caller.start()
+    wait_until(lambda: any(w["state"] == "busy" for w in sup.service("other")["workers"]),
+               message="the call to be in flight")
     os.killpg(sup.proc.pid, signal.SIGINT)
+    caller.join(30)
+    client.close()
+    assert result.get("pid"), "the call in flight was lost"
     assert sup.proc.wait(30) == 0, sup.log_text()
     out = sup.log_text()
     assert "exited unexpectedly" not in out and "restarting in" not in out, out
+    assert "retrying in" not in out, out   # nor the TCP gateway
     assert naming.list_objects(sup.scope) == []
