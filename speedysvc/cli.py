@@ -74,7 +74,8 @@ def _connect(state: dict) -> Any:
     from .supervisor.control_service import CONTROL_SERVICE_NAME
     addresses = [a for a in (state.get("control_address"), state.get("control_tcp_address")) if a]
     try:
-        return connect(CONTROL_SERVICE_NAME, addresses, connect_timeout=2.0, timeout=60.0)
+        return connect(CONTROL_SERVICE_NAME, addresses, connect_timeout=2.0, timeout=60.0,
+                       secret=state.get("control_secret"))
     except Exception as exc:  # noqa: BLE001 - any failure here means "cannot reach it"
         raise CliError(f"the supervisor (pid {state.get('pid')}, scope {state.get('scope')}) "
                        f"does not answer: {exc}", EXIT_UNREACHABLE) from None

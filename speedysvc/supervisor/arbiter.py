@@ -19,6 +19,7 @@ import importlib.util
 import logging
 import os
 import queue
+import secrets
 import select
 import signal
 import sys
@@ -86,6 +87,7 @@ class Arbiter:
         self.metrics: Optional[MetricsStore] = None
         self.state: Optional[StateFile] = None
         self.control = None
+        self.control_secret: Optional[str] = None
         self.web: Optional[Any] = None
         self.web_url: Optional[str] = None
         self._web_url_written: Optional[str] = None
@@ -235,9 +237,12 @@ class Arbiter:
         from ..serve import serve
         port = self.config.supervisor.control_port
         try:
+            # shared memory is private to this user (mode 0600); loopback TCP is not, so it
+            # needs the secret that only the (0600) state file tells
+            self.control_secret = secrets.token_hex(16)
             self.control = self._stack.enter_context(serve(
                 ControlService(self), workers=CONTROL_THREADS, in_process=True, scope=self.scope,
-                tcp=f"127.0.0.1:{port}"))
+                tcp=f"127.0.0.1:{port}", secret=self.control_secret))
         except Exception as exc:
             raise BootError(f"the control API could not start on 127.0.0.1:{port}: {exc}") from exc
 
@@ -245,7 +250,7 @@ class Arbiter:
         self.state.write(scope=self.scope, ini=self.config.path,
                          control_address=self.control.shm_address,
                          control_tcp_address=self.control.tcp_address,
-                         web_monitor=self.web_url, started_at=self.started_at,
+                         control_secret=self.control_secret, web_monitor=self.web_url, started_at=self.started_at,
                          log_dir=self.config.supervisor.log_dir)
         self._web_url_written = self.web_url
 

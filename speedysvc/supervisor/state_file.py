@@ -55,6 +55,10 @@ class StateFile:
     def acquire(self) -> None:
         """Take the scope's lock; raises AlreadyRunning naming the holder."""
         os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
+        owner = os.stat(self.runtime_dir).st_uid
+        if owner != os.getuid():  # someone else's directory could feed us a fake state file
+            raise PermissionError(f"runtime directory {self.runtime_dir} belongs to uid {owner}, not "
+                                  f"to this user ({os.getuid()}); set [supervisor] runtime_dir")
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

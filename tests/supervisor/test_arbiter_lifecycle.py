@@ -9,6 +9,7 @@ import threading
 import time
 
 import psutil
+import pytest
 
 import speedysvc
 from speedysvc import naming
@@ -70,6 +71,14 @@ def test_status_command_exit_codes_and_json(make_supervisor, tmp_path):
     # the state file says where the control API is; -c FILE and --scope find it as well
     state = sup.state()
     assert state["pid"] == sup.proc.pid and state["control_address"] == f"shm://{sup.scope}"
+    assert oct(os.stat(sup.state_path()).st_mode & 0o777) == "0o600"
+    # loopback TCP reaches the control API only with the secret from the state file
+    with pytest.raises(speedysvc.AuthenticationError):
+        with speedysvc.connect("speedysvc_control", state["control_tcp_address"]) as c:
+            c.status()
+    with speedysvc.connect("speedysvc_control", state["control_tcp_address"],
+                           secret=state["control_secret"]) as c:
+        assert c.status()["supervisor"]["pid"] == sup.proc.pid
     assert sup.cli("status", "-c", sup.ini, "work").returncode == 0
     assert sup.cli("status", "--scope", sup.scope).returncode == 0
 

@@ -122,3 +122,20 @@ def _status(sup, name):
         return sup.service(name)["status"]
     except Exception:  # noqa: BLE001 - the control API may not be up yet
         return None
+
+
+def test_rolling_restart_and_restart_worker(make_supervisor):
+    sup = make_supervisor({"Work": {"min_proc_num": "2", "max_proc_num": "2"}}).start()
+    before = sup.pids("work")
+    restarted = sup.cli("restart", "work")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    after = sup.pids("work")
+    assert len(after) == 2 and not set(after) & set(before)
+    sup.seen_pids.update(before)
+    with sup.control() as c:
+        worker = sup.service("work")["workers"][0]
+        assert c.restart_worker("work", worker["worker_id"])["ok"]
+    wait_until(lambda: (p := sup.pids("work")) and len(p) == 2 and worker["pid"] not in p,
+               message="the worker to be replaced")
+    assert sup.service("work")["restarts"] == 0     # asked for: not counted as failures
+    assert sup.stop() == 0
