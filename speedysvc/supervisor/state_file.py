@@ -84,14 +84,16 @@ class StateFile:
         os.replace(tmp, self.path)
 
     def remove(self) -> None:
-        for path in (self.path,):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Remove the state file and release the lock (only if this process holds the lock:
+        a refused second supervisor must not delete the first one's file)."""
+        if self._lock_fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self._lock_fd)
+        self._lock_fd = None
 
 
 def read_state(path: str) -> Optional[dict]:

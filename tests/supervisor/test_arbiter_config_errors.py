@@ -133,4 +133,5 @@ def test_a_second_supervisor_of_the_same_scope_is_refused(make_supervisor):
     assert second.returncode == 70
     assert "already running" in second.stderr and str(first.proc.pid) in second.stderr
     assert first.service("work")["status"] == "running"   # the first one is unharmed
+    assert first.state()["pid"] == first.proc.pid         # and so is its state file
     assert first.stop() == 0
