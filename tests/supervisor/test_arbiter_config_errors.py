@@ -135,3 +135,9 @@ def test_a_second_supervisor_of_the_same_scope_is_refused(make_supervisor):
     assert first.service("work")["status"] == "running"   # the first one is unharmed
     assert first.state()["pid"] == first.proc.pid         # and so is its state file
     assert first.stop() == 0
+
+
+def test_the_shipped_example_ini_is_valid():
+    result = run_cli(os.path.join(REPO, "example.ini"), "--check-config")
+    assert result.returncode == 0, result.stderr
+    assert "Echo" in result.stdout and "Calculator" in result.stdout
