@@ -125,6 +125,11 @@ class ServiceLogs:
             eof.wait(wait)
         return self._last_error.pop(worker_id, None)
 
+    def forget(self, worker_id: int) -> None:
+        """A worker stopped as asked: drop what was kept to explain a crash."""
+        self._eof.pop(worker_id, None)
+        self._last_error.pop(worker_id, None)
+
     def close(self) -> None:
         self.writer.close()
 

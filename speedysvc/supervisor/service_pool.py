@@ -324,6 +324,8 @@ class ServicePool:
             # Ctrl-C reaches the whole process group: while the supervisor stops, workers that
             # leave on their own are not crashes to answer with replacements
             if w.stopping_since is not None or self.status == STOPPING or self.shutting_down:
+                if self.logs is not None:
+                    self.logs.forget(w.worker_id)
                 self.log.debug("worker %d (pid %d) stopped (%s)", w.worker_id, w.pid,
                                _describe_exit(code))
                 continue
