@@ -132,6 +132,15 @@ def supervisor(tmp_path_factory):
         sup.stop()
 
 
+def connect_service(sup: Supervisor):
+    """A client of the test service; waits generously, since a loaded CI machine is slow."""
+    sup.wait_healthy(timeout=60)
+    try:
+        return speedysvc.connect(SERVICE, f"shm://{sup.scope}", connect_timeout=30)
+    except speedysvc.ServiceUnavailable as exc:
+        raise AssertionError(f"{exc}\nsupervisor output:\n{sup.output()[-4000:]}") from exc
+
+
 def service_pids(sup: Supervisor) -> list[int]:
     status, data = get_json(f"{sup.url}/api/services/{SERVICE}")
     return [w["raw"]["pid"] for w in data.get("workers", [])] if status == 200 else []
@@ -146,7 +155,7 @@ def test_overview_lists_the_services(page, supervisor):
 
 
 def test_chart_has_data_points_after_a_few_samples(page, supervisor):
-    client = speedysvc.connect(SERVICE, f"shm://{supervisor.scope}")
+    client = connect_service(supervisor)
     try:
         for i in range(50):
             client.echo(f"call {i}")
@@ -164,7 +173,7 @@ def test_log_tail_shows_what_the_service_printed(page, supervisor):
     marker = "e2e-" + uuid.uuid4().hex[:10]
     page.goto(f"{supervisor.url}/services/{SERVICE}")
     page.wait_for_selector("#log .entry, #log .empty")
-    client = speedysvc.connect(SERVICE, f"shm://{supervisor.scope}")
+    client = connect_service(supervisor)
     try:
         client.echo(marker)
         client.complain(marker + "-err")
