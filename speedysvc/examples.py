@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class Echo(ServerMethodsBase):
     """Returns what it is given, in every encoding."""
     name = "echo"
-    port = 5556
+    port = 5160
 
     @msgpack_method
     def echo(self, data, suffix=""):
@@ -46,7 +46,7 @@ class Echo(ServerMethodsBase):
 class Calculator(ServerMethodsBase):
     """A little arithmetic, and a slow method to watch the pool scale."""
     name = "calculator"
-    port = 5557
+    port = 5161
 
     @msgpack_method
     def add(self, a, b):
