@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import select
 import subprocess
 import sys
 import threading
@@ -238,11 +239,14 @@ def start_gateway_process(scope: str, name: str, host: str, port: int, *, secret
         env["SPEEDYSVC_TCP_SECRET"] = secret  # never on the command line, where ps shows it
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=stderr, text=True)
-    line = proc.stdout.readline()
+    # the gateway prints one line once it listens (or fails); never wait for it unbounded
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
     if not line.startswith("LISTENING "):
-        proc.wait(timeout)
+        proc.kill()
+        proc.wait()
         raise OSError(f"TCP gateway for {name!r} could not listen on {host}:{port}: "
-                      f"{line.strip() or 'exited with code %s' % proc.returncode}")
+                      f"{line.strip() or 'no answer within %gs (exit code %s)' % (timeout, proc.returncode)}")
     return proc, int(line.split()[1])
 
 

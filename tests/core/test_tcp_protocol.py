@@ -232,3 +232,15 @@ def secured_fuzz_target(secured):
     yield secured
     with connect(Echo, secured.tcp_address, secret=SECRET) as c:  # still serving after the fuzz
         assert c.echo("alive") == "alive!"
+
+
+def test_tcp_port_already_taken_is_a_clear_error(scope):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        with pytest.raises(OSError, match=f"could not listen on 127.0.0.1:{port}"):
+            serve(Echo, scope=scope, tcp=f"127.0.0.1:{port}")
+    finally:
+        blocker.close()
