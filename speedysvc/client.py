@@ -6,8 +6,8 @@ import threading
 from collections import namedtuple
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
-from . import naming, serialisers
-from .errors import MethodNotFound, ServiceUnavailable, SpeedysvcError
+from . import serialisers
+from .errors import MethodNotFound, ServiceUnavailable
 from .methods import method_spec
 
 Event = namedtuple("Event", "topic payload seq topic_seq")

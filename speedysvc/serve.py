@@ -15,7 +15,6 @@ import os
 import secrets
 import select
 import subprocess
-import sys
 import threading
 import time
 from typing import Any, Optional
@@ -227,16 +226,9 @@ def start_gateway_process(scope: str, name: str, host: str, port: int, *, secret
                           allow_insecure: bool, options: Optional[dict] = None,
                           stdout=None, stderr=None, timeout: float = 30.0) -> tuple[subprocess.Popen, int]:
     """Start `python -m speedysvc.tcp.gateway` and return it with the port it bound."""
-    cmd = [sys.executable, "-m", "speedysvc.tcp.gateway", "--scope", scope, "--service", name,
-           "--host", host, "--port", str(port), "--parent-pid", str(os.getpid())]
-    if allow_insecure:
-        cmd.append("--allow-insecure")
-    for key, value in (options or {}).items():
-        cmd += [f"--{key.replace('_', '-')}", str(value)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path, env.get("PYTHONPATH", "")] if p)
-    if secret:
-        env["SPEEDYSVC_TCP_SECRET"] = secret  # never on the command line, where ps shows it
+    from .tcp.gateway import gateway_command
+    cmd, env = gateway_command(scope, name, host, port, secret=secret, allow_insecure=allow_insecure,
+                               **(options or {}))
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=stderr, text=True)
     # the gateway prints one line once it listens (or fails); never wait for it unbounded

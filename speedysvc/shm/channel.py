@@ -24,9 +24,8 @@ from typing import Callable, Optional
 import posix_ipc
 
 from .. import naming
-from ..serialisers import parts_size
 from ..errors import CallTimeout, ServiceUnavailable, WorkerDied
-from .segment import Segment, open_semaphore, unlink_semaphore
+from .segment import Segment, open_semaphore
 
 C_STATE, C_SEQ, C_REQ_LEN, C_RESP_LEN, C_WORKER_PID, C_CLIENT_PID, C_OVERFLOW, C_RESP_OFFSET, C_CLOSED = range(9)
 DATA_OFFSET = 128

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from typing import Optional
+
+from ..tcp.gateway import gateway_command
 
 
 class GatewayError(OSError):
@@ -19,17 +20,10 @@ class GatewayError(OSError):
 
 class GatewayProcess:
     def __init__(self, scope: str, name: str, host: str, port: int, *, secret: Optional[str],
-                 allow_insecure: bool, max_frame: int, stderr: "int | None" = None):
-        cmd = [sys.executable, "-m", "speedysvc.tcp.gateway", "--scope", scope, "--service", name,
-               "--host", host, "--port", str(port), "--parent-pid", str(os.getpid()),
-               "--max-frame", str(max_frame)]
-        if allow_insecure:
-            cmd.append("--allow-insecure")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path, env.get("PYTHONPATH", "")] if p)
-        env.pop("SPEEDYSVC_TCP_SECRET", None)
-        if secret:
-            env["SPEEDYSVC_TCP_SECRET"] = secret
+                 allow_insecure: bool, max_frame: int, stderr: "int | None" = None,
+                 compression: Optional[str] = None):
+        cmd, env = gateway_command(scope, name, host, port, secret=secret, allow_insecure=allow_insecure,
+                                   max_frame=max_frame, compression=compression)
         self.host = host
         self.port: Optional[int] = None
         self.popen = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

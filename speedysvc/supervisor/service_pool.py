@@ -57,10 +57,11 @@ def default_pool_factory(service_cls: type, scope: str, name: str, import_path: 
 
 
 def default_gateway_starter(scope: str, name: str, host: str, port: int, *, secret: Optional[str],
-                            allow_insecure: bool, max_frame: int, stderr: Any) -> Any:
+                            allow_insecure: bool, max_frame: int, stderr: Any,
+                            compression: Optional[str] = None) -> Any:
     from .gateway_process import GatewayProcess
     return GatewayProcess(scope, name, host, port, secret=secret, allow_insecure=allow_insecure,
-                          max_frame=max_frame, stderr=stderr)
+                          max_frame=max_frame, stderr=stderr, compression=compression)
 
 
 class ServicePool:
@@ -515,7 +516,7 @@ class ServicePool:
             self.gateway = self.gateway_starter(
                 self.scope, self.name, bind.host, cfg.port or 0, secret=cfg.tcp_secret or None,
                 allow_insecure=bool(cfg.force_insecure_serialisation),
-                max_frame=cfg.tcp_max_frame_bytes, stderr=stderr)
+                max_frame=cfg.tcp_max_frame_bytes, stderr=stderr, compression=cfg.tcp_compression)
         except OSError as exc:
             self.gateway = None
             self._gateway_failed(f"could not start: {exc}", self.system.monotonic())

@@ -20,7 +20,7 @@ import threading
 from typing import Optional
 
 from .. import dispatch, naming, remote_errors, serialisers
-from ..errors import (AuthenticationError, InsecureSerialisationRefused, PayloadTooLarge, ProtocolError,
+from ..errors import (AuthenticationError, InsecureSerialisationRefused, ProtocolError,
                       SpeedysvcError)
 from ..shm.events import ShmSubscription
 from ..shm.shm_client import SHMClient
@@ -37,7 +37,7 @@ class TCPGateway:
     def __init__(self, scope: str, service: str, host: str = "127.0.0.1", port: int = 0, *,
                  secret: Optional[str] = None, allow_insecure: bool = False,
                  max_frame: int = frames.DEFAULT_MAX_FRAME, connect_timeout: float = 30.0,
-                 call_timeout: Optional[float] = None):
+                 call_timeout: Optional[float] = None, compression: Optional[str] = None):
         self.scope = scope
         self.service = service
         self.host = host
@@ -47,6 +47,9 @@ class TCPGateway:
         self.max_frame = int(max_frame)
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout
+        frames.codec_for(compression)  # ValueError for an unknown name
+        # advertised in HELLO: clients that did not choose a codec use this one
+        self.compression = compression if compression in frames.available_codecs() else None
         self.port: Optional[int] = None
         self._listener: Optional[socket.socket] = None
         self._client: Optional[SHMClient] = None
@@ -162,7 +165,8 @@ class TCPGateway:
     def _handshake(self, conn: socket.socket) -> None:
         nonce = _secrets.token_bytes(32)
         hello = {"version": frames.VERSION, "service": self.service, "auth": bool(self.secret),
-                 "nonce": nonce, "codecs": frames.available_codecs(), "max_frame": self.max_frame}
+                 "nonce": nonce, "codecs": frames.available_codecs(), "max_frame": self.max_frame,
+                 "compression": self.compression}
         frames.send_frame(conn, frames.HELLO, 0, serialisers.CONTROL.encode(hello))
         if not self.secret:
             return
@@ -220,6 +224,26 @@ class TCPGateway:
             pass
 
 
+def gateway_command(scope: str, service: str, host: str, port: int, *, secret: Optional[str],
+                    allow_insecure: bool, max_frame: int = frames.DEFAULT_MAX_FRAME,
+                    compression: Optional[str] = None) -> tuple[list[str], dict]:
+    """Command line and environment of a gateway process. The secret travels in the
+    environment, never on the command line, where ps would show it."""
+    cmd = [sys.executable, "-m", "speedysvc.tcp.gateway", "--scope", scope, "--service", service,
+           "--host", host, "--port", str(port), "--parent-pid", str(os.getpid()),
+           "--max-frame", str(max_frame)]
+    if allow_insecure:
+        cmd.append("--allow-insecure")
+    if compression and compression != "none":
+        cmd += ["--compression", compression]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path, env.get("PYTHONPATH", "")] if p)
+    env.pop("SPEEDYSVC_TCP_SECRET", None)
+    if secret:
+        env["SPEEDYSVC_TCP_SECRET"] = secret
+    return cmd, env
+
+
 def _peer(peer) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -233,6 +257,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--allow-insecure", action="store_true")
     parser.add_argument("--max-frame", type=int, default=frames.DEFAULT_MAX_FRAME)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--compression", choices=sorted(frames.CODEC_BY_NAME), default=None)
     args = parser.parse_args(argv)
     from ..worker_main import die_with_parent
     die_with_parent()
@@ -240,7 +265,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         format=f"%(asctime)s %(levelname)s [{args.service} tcp pid %(process)d] %(message)s")
     gateway = TCPGateway(args.scope, args.service, args.host, args.port,
                          secret=os.environ.pop("SPEEDYSVC_TCP_SECRET", None),
-                         allow_insecure=args.allow_insecure, max_frame=args.max_frame)
+                         allow_insecure=args.allow_insecure, max_frame=args.max_frame,
+                         compression=args.compression)
     try:
         gateway.start()
     except OSError as exc:

@@ -87,8 +87,12 @@ class NetworkClient:
         self.closed = False
         self.description = self.call(dispatch.DESCRIBE)
         self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
-        if compression and compression not in self._conn().hello.get("codecs", []):
+        hello = self._conn().hello
+        if compression and compression not in hello.get("codecs", []):
             raise ValueError(f"the server does not support {compression!r} compression")
+        preferred = hello.get("compression")
+        if compression is None and preferred in frames.available_codecs():
+            self.codec = frames.codec_for(preferred)  # the service's tcp_compression setting
 
     def _conn(self) -> _Connection:
         conn = getattr(self._local, "conn", None)

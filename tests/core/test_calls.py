@@ -269,7 +269,6 @@ def test_stopping_while_a_tcp_call_is_in_flight_cleans_up(scope):
     t = threading.Thread(target=slow_call)
     t.start()
     from conftest import wait_until
-    from speedysvc.shm import service_segment as ss
     wait_until(lambda: any(w["state"] == "busy" for w in svc._segment.workers()), message="call in flight")
     svc.stop()  # must not raise, and must remove every shared-memory object
     t.join(10)

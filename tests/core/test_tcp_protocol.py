@@ -244,3 +244,14 @@ def test_tcp_port_already_taken_is_a_clear_error(scope):
             serve(Echo, scope=scope, tcp=f"127.0.0.1:{port}")
     finally:
         blocker.close()
+
+
+def test_service_compression_setting_is_adopted_by_clients(scope):
+    with serve(Echo, scope=scope, tcp="127.0.0.1:0", tcp_options={"compression": "zlib"}) as svc:
+        with connect(Echo, svc.tcp_address) as c:
+            assert c.provider.codec == frames.CODEC_ZLIB
+            payload = b"compress me " * 10_000
+            assert c.echo_raw(payload) == payload
+        with connect(Echo, svc.tcp_address, compression="none") as c:  # the client may opt out
+            assert c.provider.codec == frames.CODEC_NONE
+            assert c.echo("plain") == "plain!"
