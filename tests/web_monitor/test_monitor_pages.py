@@ -97,3 +97,22 @@ def test_pages_load_nothing_from_other_sites(client):
         for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
             assert ref.startswith(("/", "?")), f"{url} refers to {ref}"
         assert "<script>" not in html and " on" + "click=" not in html  # CSP forbids inline script
+
+
+# Each endpoint and the test module that exercises it; a new route must be added here (and tested).
+TESTED_ENDPOINTS = {
+    "pages.overview": "test_monitor_pages", "pages.service": "test_monitor_pages",
+    "pages.confirm_stop": "test_monitor_pages", "actions.start": "test_monitor_actions",
+    "actions.stop": "test_monitor_actions", "actions.restart": "test_monitor_actions",
+    "actions.scale": "test_monitor_actions", "actions.restart_worker": "test_monitor_actions",
+    "auth.login": "test_monitor_auth", "auth.logout": "test_monitor_auth",
+    "api.status": "test_monitor_api", "api.service": "test_monitor_api",
+    "api.sparklines": "test_monitor_api", "api.charts": "test_monitor_api",
+    "api.logs": "test_monitor_api", "probes.health": "test_monitor_probes",
+    "probes.metrics": "test_monitor_probes", "static_lib.plotly_js": "test_monitor_static",
+    "static": "test_monitor_static",
+}
+
+
+def test_every_route_has_tests(app):
+    assert {rule.endpoint for rule in app.url_map.iter_rules()} == set(TESTED_ENDPOINTS)
