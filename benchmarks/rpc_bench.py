@@ -9,6 +9,7 @@ floor" (a bare shared-memory ping-pong, the fastest thing Python can do between 
     python benchmarks/rpc_bench.py            # default run, < 5 min on 2 cores
     python benchmarks/rpc_bench.py --quick    # smoke run, < 60 s
     python benchmarks/rpc_bench.py --json results.json
+    python benchmarks/rpc_bench.py --wait-idle 60 --retry-busy 2   # on a shared machine
 
 Shared-memory objects created here are named /ssvcbench_<pid>_*; they are unlinked on exit and
 those of dead runs are swept at the next start.
@@ -94,8 +95,8 @@ class RowResult:
     p50_us: float | None = None
     p99_us: float | None = None
     mean_us: float | None = None   # JSON only: a mean far above p50 means a heavy tail
-    foreign_cpu: float | None = None  # share of all CPUs used by other processes meanwhile
-                                      # (the latency phase or the whole row, whichever is worse)
+    # Share of all CPUs used by other processes meanwhile (latency phase or row, the worse).
+    foreign_cpu: float | None = None
     attempts: int = 1
     calls_per_s: float | None = None
     mib_ms: float | None = None
@@ -193,7 +194,7 @@ REGION_BYTES = 8 * MIB             # fits 1 MiB and the 8,000,000-byte array
 REQUEST_OFF = 64
 REPLY_OFF = REQUEST_OFF + REGION_BYTES
 SEGMENT_BYTES = REPLY_OFF + REGION_BYTES
-IDLE, REQUEST, REPLY = 0, 1, 2
+IDLE, REQUEST, REPLY = 0, 1, 2    # IDLE: the zero-filled initial state
 STOP_LENGTH = (1 << 64) - 1        # a request with this length tells the server to exit
 SPIN_NS = 50_000                   # spin this long before blocking: covers a fast peer's reply
 SAFETY_WAIT_S = 0.01               # blocked waits re-check the state this often (see _floor_wait)
@@ -300,6 +301,8 @@ class FloorClient:
     def close(self) -> None:
         self.view.release()
         self.mm.close()
+        self.server_sem.close()
+        self.client_sem.close()
 
 
 @contextmanager
