@@ -86,7 +86,9 @@ class ServiceClient:
         if name not in self.methods:
             raise MethodNotFound(f"service {self._provider.service_name!r} has no method {name!r}; "
                                  f"it has: {', '.join(sorted(self.methods)) or 'none'}")
-        return MethodProxy(self._provider, name)
+        proxy = MethodProxy(self._provider, name)
+        setattr(self, name, proxy)  # later lookups find it without __getattr__
+        return proxy
 
     def __dir__(self):
         return sorted(set(super().__dir__()) | set(self.methods))

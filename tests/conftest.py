@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import pytest
 
@@ -16,21 +15,11 @@ if TESTS_DIR not in sys.path:  # service classes for worker processes live here
     sys.path.insert(0, TESTS_DIR)
 
 from speedysvc import naming  # noqa: E402
+from waiting import wait_until  # noqa: E402,F401 - tests import it from here too
 from speedysvc.serve import new_scope  # noqa: E402
 
 _scopes_used: list[str] = []
 
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message: str = "condition"):
-    """Poll `predicate` until it returns a truthy value or `timeout` passes (then fail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -33,22 +33,30 @@ IDLE, REQUEST, CLAIMED, REPLY, ABANDONED = range(5)
 
 INITIAL_CAPACITY = 256 * 1024
 # The most a waiting side spins before blocking. Spinning only pays when the other side
-# answers within the spin and has a core of its own, so each channel adapts: it spins for
-# about twice the round trips it has recently seen, and not at all when they are slower than
-# this bound (then the CPU is better left to the processes doing the work).
-SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "300")) * 1000 \
+# answers within the spin and has a core of its own, so each side adapts: it spins for about
+# twice the waits it has recently seen, and not at all when they are longer than half this
+# bound -- then the CPU is better left to the processes doing the work (on a busy or small
+# machine a spinner takes the core its peer needs). A slow regime can hide a fast one (when
+# both sides sleep, every wait includes a wake-up), so every PROBE_EVERY-th wait spins the
+# full bound to find out.
+SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "100")) * 1000 \
     if platform.machine() in ("x86_64", "AMD64") else 0
+PROBE_EVERY = 16
+POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
 
 
 def adapt_spin(recent_ns: int, observed_ns: int) -> int:
     """Exponentially weighted recent wait, used to size the next spin. One long wait (an idle
     spell, a slow call) is clamped so that a few fast calls bring the spin back."""
-    return (recent_ns * 7 + min(observed_ns, 4 * SPIN_NS)) >> 3
+    return (recent_ns * 3 + min(observed_ns, 4 * SPIN_NS)) >> 2
 
 
-def spin_budget(recent_ns: int) -> int:
+def spin_budget(recent_ns: int, n: int) -> int:
+    """How long the n-th wait spins, given the recent waits."""
+    if n % PROBE_EVERY == 0:
+        return SPIN_NS
     return 0 if recent_ns * 2 > SPIN_NS else min(SPIN_NS, recent_ns * 2 + 2_000)
-POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
+
 
 _channel_numbers = itertools.count(1)
 
@@ -131,7 +139,7 @@ class ClientChannel:
             q[C_STATE] = IDLE
             raise ServiceUnavailable(f"the call queue of {service.service!r} is full")
         started = perf_counter_ns()
-        budget = spin_budget(self.recent_ns) if SPIN_NS else 0
+        budget = spin_budget(self.recent_ns, seq) if SPIN_NS else 0
         if budget:
             end = started + budget
             while q[C_STATE] != REPLY and perf_counter_ns() < end:

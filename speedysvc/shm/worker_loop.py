@@ -48,6 +48,7 @@ class ShmWorker:
         self.pid = os.getpid()
         self.wbase = segment._wbase(slot)
         self.recent_gap_ns = SPIN_NS // 4
+        self.waits = 0
 
     def stop_requested(self) -> bool:
         return (self.stop_event.is_set() or self.seg.worker_word(self.slot, ss.W_STOP) == 1
@@ -88,7 +89,8 @@ class ShmWorker:
         # The spin adapts to the recent gaps between calls (see channel.spin_budget).
         q = self.seg.q
         started = time.perf_counter_ns()
-        budget = spin_budget(self.recent_gap_ns) if SPIN_NS else 0
+        self.waits += 1
+        budget = spin_budget(self.recent_gap_ns, self.waits) if SPIN_NS else 0
         if budget and q[ss.H_SPINNER] == 0:
             me = self.slot + 1
             q[ss.H_SPINNER] = me

@@ -119,6 +119,81 @@ def parse_header(data: bytes, max_frame: int) -> tuple[int, int, int, int, int]:
     return kind, codec, flags, request_id, length
 
 
+def set_io_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
+    """Timeouts enforced by the kernel (SO_RCVTIMEO/SO_SNDTIMEO) on a blocking socket.
+
+    Python's own socket timeouts poll() before every recv and send: one more system call per
+    frame. A timed-out call raises socket.timeout either way (see FrameReader, sendall_parts).
+    """
+    sock.settimeout(None)
+    whole, usec = 0, 0  # 0, 0 = wait for ever
+    if seconds is not None and seconds > 0:
+        whole = int(seconds)
+        usec = max(int((seconds - whole) * 1_000_000), 0 if whole else 1)
+    value = struct.pack("ll", whole, usec)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+class FrameReader:
+    """Reads frames from a socket with as few recv calls as possible: usually one per frame
+    (header and a small body arrive together); large bodies are received straight into their
+    own buffer."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, sock: socket.socket, max_frame: int):
+        self.sock = sock
+        self.max_frame = max_frame
+        self.buf = bytearray(self.CHUNK)
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+
+    def _fill(self, need: int) -> None:
+        """Make at least `need` bytes available at self.start (need <= CHUNK)."""
+        if self.start + need > self.CHUNK:  # compact
+            n = self.end - self.start
+            self.buf[:n] = self.buf[self.start:self.end]
+            self.start, self.end = 0, n
+        while self.end - self.start < need:
+            k = self._recv_into(self.view[self.end:])
+            if k == 0:
+                raise ConnectionError(f"connection closed after {self.end - self.start} of {need} bytes")
+            self.end += k
+
+    def _recv_into(self, view: memoryview) -> int:
+        try:
+            return self.sock.recv_into(view)
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            raise socket.timeout("timed out") from None
+
+    def read_frame(self) -> tuple[int, int, int, int, bytearray]:
+        """-> (kind, codec, flags, request id, decompressed body)."""
+        self._fill(HEADER_SIZE)
+        kind, codec, flags, request_id, length = parse_header(
+            bytes(self.view[self.start:self.start + HEADER_SIZE]), self.max_frame)
+        self.start += HEADER_SIZE
+        if length <= self.CHUNK:
+            self._fill(length)
+            body = bytearray(self.view[self.start:self.start + length])
+            self.start += length
+        else:
+            body = bytearray(length)
+            have = self.end - self.start
+            body[:have] = self.view[self.start:self.end]
+            self.start = self.end = 0
+            bview = memoryview(body)
+            while have < length:
+                k = self._recv_into(bview[have:])
+                if k == 0:
+                    raise ConnectionError(f"connection closed after {have} of {length} bytes")
+                have += k
+        if codec:
+            body = bytearray(decompress(codec, bytes(body), self.max_frame))
+        return kind, codec, flags, request_id, body
+
+
 def recv_exact(sock: socket.socket, n: int) -> bytearray:
     buf = bytearray(n)
     view = memoryview(buf)
@@ -132,7 +207,7 @@ def recv_exact(sock: socket.socket, n: int) -> bytearray:
 
 
 def read_frame(sock: socket.socket, max_frame: int) -> tuple[int, int, int, int, bytearray]:
-    """-> (kind, codec, flags, request id, decompressed body)."""
+    """Unbuffered: exactly one frame is taken from the socket. -> (kind, codec, flags, id, body)."""
     kind, codec, flags, request_id, length = parse_header(bytes(recv_exact(sock, HEADER_SIZE)), max_frame)
     body = recv_exact(sock, length) if length else bytearray()
     if codec:
@@ -155,7 +230,10 @@ def sendall_parts(sock: socket.socket, parts: list) -> None:
     """Gather-write without concatenating (large arrays are not copied again)."""
     views = [memoryview(p).cast("B") for p in parts if memoryview(p).nbytes]
     while views:
-        sent = sock.sendmsg(views[:512])
+        try:
+            sent = sock.sendmsg(views[:512])
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise socket.timeout("timed out") from None
         while sent and views:
             n = views[0].nbytes
             if sent >= n:

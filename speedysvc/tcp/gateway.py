@@ -123,11 +123,12 @@ class TCPGateway:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         send_lock = threading.Lock()
         subscription: list = []
+        reader = frames.FrameReader(conn, self.max_frame)
         try:
-            self._handshake(conn)
-            conn.settimeout(IDLE_TIMEOUT_S)
+            self._handshake(conn, reader)
+            frames.set_io_timeout(conn, IDLE_TIMEOUT_S)
             while not self._stopping.is_set():
-                kind, codec, flags, request_id, body = frames.read_frame(conn, self.max_frame)
+                kind, codec, flags, request_id, body = reader.read_frame()
                 if kind == frames.CALL:
                     reply = self._call(body)
                     with send_lock:
@@ -162,7 +163,7 @@ class TCPGateway:
             if self._client is not None:
                 self._client.release_thread_channel()
 
-    def _handshake(self, conn: socket.socket) -> None:
+    def _handshake(self, conn: socket.socket, reader: frames.FrameReader) -> None:
         nonce = _secrets.token_bytes(32)
         hello = {"version": frames.VERSION, "service": self.service, "auth": bool(self.secret),
                  "nonce": nonce, "codecs": frames.available_codecs(), "max_frame": self.max_frame,
@@ -170,8 +171,10 @@ class TCPGateway:
         frames.send_frame(conn, frames.HELLO, 0, serialisers.CONTROL.encode(hello))
         if not self.secret:
             return
-        conn.settimeout(AUTH_TIMEOUT_S)
-        kind, _, _, _, body = frames.read_frame(conn, 4096)
+        frames.set_io_timeout(conn, AUTH_TIMEOUT_S)
+        reader.max_frame = 4096  # nothing big before authentication
+        kind, _, _, _, body = reader.read_frame()
+        reader.max_frame = self.max_frame
         if kind != frames.AUTH:
             raise AuthenticationError(f"expected AUTH, got {frames.KIND_NAMES[kind]}: this service needs a secret")
         if not frames.check_auth(self.secret, nonce, body):

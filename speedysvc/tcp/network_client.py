@@ -33,8 +33,11 @@ class _Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ids = itertools.count(1)
         self.max_frame = max_frame
+        self.reader = frames.FrameReader(self.sock, max_frame)
+        self.io_timeout: Optional[float] = -1.0
         try:
-            kind, _, _, _, body = frames.read_frame(self.sock, 1 << 20)
+            self.set_timeout(timeout)
+            kind, _, _, _, body = self.reader.read_frame()
             if kind == frames.ERROR:
                 raise ServiceUnavailable(serialisers.CONTROL.decode(memoryview(body)).get("message"))
             if kind != frames.HELLO:
@@ -46,7 +49,7 @@ class _Connection:
                 if not secret:
                     raise AuthenticationError(f"{service!r} at {host}:{port} requires a shared secret")
                 frames.send_frame(self.sock, frames.AUTH, 0, [frames.auth_digest(secret, self.hello["nonce"])])
-                kind, _, _, _, body = frames.read_frame(self.sock, 1 << 20)
+                kind, _, _, _, body = self.reader.read_frame()
                 if kind != frames.AUTH_OK:
                     raise AuthenticationError(f"{service!r} at {host}:{port} refused the shared secret")
         except (ConnectionError, socket.timeout) as exc:
@@ -55,6 +58,11 @@ class _Connection:
         except Exception:
             self.close()
             raise
+
+    def set_timeout(self, seconds: Optional[float]) -> None:
+        if seconds != self.io_timeout:  # a setsockopt only when the timeout changes
+            frames.set_io_timeout(self.sock, seconds)
+            self.io_timeout = seconds
 
     def close(self) -> None:
         try:
@@ -136,21 +144,21 @@ class NetworkClient:
         request_id = next(conn.ids)
         try:
             try:
-                conn.sock.settimeout(timeout)
+                conn.set_timeout(timeout)
                 frames.send_frame(conn.sock, frames.CALL, request_id, parts, self.codec, flags=self.codec)
             except (BrokenPipeError, ConnectionResetError):
                 # the server closed this connection (idle timeout, restart) before reading the
                 # whole frame, so the call did not run: it is safe to send it once more
                 self._drop()
                 conn = self._conn()
-                conn.sock.settimeout(timeout)
+                conn.set_timeout(timeout)
                 frames.send_frame(conn.sock, frames.CALL, request_id, parts, self.codec, flags=self.codec)
         except OSError as exc:
             self._drop()
             raise ServiceUnavailable(f"could not send {method!r} to {self.service_name!r}: {exc}") from None
         try:
             while True:
-                kind, _, _, rid, body = frames.read_frame(conn.sock, self.max_frame)
+                kind, _, _, rid, body = conn.reader.read_frame()
                 if kind == frames.REPLY and rid == request_id:
                     break
                 if kind == frames.ERROR:
@@ -196,13 +204,12 @@ class _TcpEventSource:
     def __init__(self, client: NetworkClient):
         self.conn = _Connection(client.host, client.port, client.service_name, client.secret,
                                 client.connect_timeout, client.max_frame)
-        self.conn.sock.settimeout(client.connect_timeout)
         frames.send_frame(self.conn.sock, frames.SUBSCRIBE, 1, serialisers.CONTROL.encode({"topics": None}))
         while True:  # wait for the acknowledgement: events after it are ours
-            kind, _, _, rid, body = frames.read_frame(self.conn.sock, client.max_frame)
+            kind, _, _, rid, body = self.conn.reader.read_frame()
             if kind == frames.REPLY and rid == 1:
                 break
-        self.conn.sock.settimeout(None)
+        self.conn.set_timeout(None)
         self.max_frame = client.max_frame
         self.missed = 0
         self._last_seq = None
@@ -215,7 +222,7 @@ class _TcpEventSource:
     def _read_loop(self) -> None:
         try:
             while not self._closed:
-                kind, _, _, _, body = frames.read_frame(self.conn.sock, self.max_frame)
+                kind, _, _, _, body = self.conn.reader.read_frame()
                 if kind == frames.EVENT:
                     self._events.put(serialisers.CONTROL.decode(memoryview(body)))
         except (OSError, ProtocolError) as exc:

@@ -1,5 +1,4 @@
 """The engine's scheduling, actions, cancel and timeouts, with plugins run in threads."""
-import time
 
 import numpy
 import pytest
@@ -10,18 +9,15 @@ from aimm_services.data_access import DataAccess
 from aimm_services.engine.core import Engine
 from aimm_services.errors import UnknownAction, UnknownModel, UnknownModelType
 from aimm_fake_runner import ThreadRunner
+import waiting
 
 COUNTER = "test.Counter"
 
 
-def wait_until(condition, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {message}")
 
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message=None):
+    """waiting.wait_until with this suite's default deadline."""
+    return waiting.wait_until(predicate, timeout, interval, message)
 
 @pytest.fixture
 def engine_parts(test_plugins):

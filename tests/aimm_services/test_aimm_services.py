@@ -13,6 +13,7 @@ from aimm_services.errors import (ActionCancelled, ActionFailed, ActionTimeout, 
 from speedysvc import naming
 from speedysvc.serve import new_scope
 from aimm_deployment import PASSWORD, USER, deploy, write_config
+import waiting
 
 COUNTER = "test.Counter"
 SLEEPER = "aimm_test_plugins.Sleeper"
@@ -20,15 +21,10 @@ LINEAR = "aimm_services.example.linear_plugins.LinearRegression"
 PLUGIN_WORKERS = 4
 
 
-def wait_until(condition, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message=None):
+    """waiting.wait_until with this suite's default deadline."""
+    return waiting.wait_until(predicate, timeout, interval, message)
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):

@@ -6,27 +6,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import zmq
 
 from services.device_api import RpcOptions, ZmqGatewayOptions
+import waiting
 
 HEARTBEAT_TOPIC_FRAME = (1001).to_bytes(4, "little")
 FAST_HEARTBEAT = 0.2
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, message: str = "") -> Any:
-    """Poll `condition` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
-        time.sleep(interval)
 
+def wait_until(predicate, timeout: float = 5.0, interval: float = 0.02, message=None):
+    """waiting.wait_until with this suite's default deadline."""
+    return waiting.wait_until(predicate, timeout, interval, message)
 
 class ZmqPeer:
     """A remote peer. Frames are returned raw so tests can compare bytes."""

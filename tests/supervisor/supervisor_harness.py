@@ -13,12 +13,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import psutil
 
 import speedysvc
 from speedysvc import naming
+import waiting
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -40,17 +41,10 @@ TEST_DEFAULTS = {
 }
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02, message=None):
+    """waiting.wait_until with this suite's default deadline."""
+    return waiting.wait_until(predicate, timeout, interval, message)
 
 def make_ini(scope: str, log_dir: str, services: dict[str, dict], defaults: Optional[dict] = None,
              web_monitor: Optional[dict] = None) -> str:
