@@ -48,7 +48,8 @@ def test_example_configuration_is_valid():
     import aimm_services.example.services as services
     config = load_config(services.EXAMPLE_CONFIG)
     assert config.plugin_modules == ("aimm_services.example.linear_plugins",)
-    assert config.backend.kind == "sqlite" and "aimm_example" in str(config.backend.path)
+    # the SQLite file lives under example.ini's log_dir
+    assert config.backend.kind == "sqlite" and str(config.backend.path).startswith("/tmp/speedysvc_example_logs/")
     assert Path(services.EXAMPLE_CONFIG).exists()
 
 

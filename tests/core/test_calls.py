@@ -169,7 +169,7 @@ def test_worker_killed_by_signal_mid_call_over_tcp(scope, tmp_path):
                     result["exc"] = exc
             t = threading.Thread(target=call)
             t.start()
-            from conftest import wait_until
+            from waiting import wait_until
             wait_until(lambda: marker.exists() and marker.read_text().strip(), message="call to start")
             pid = int(marker.read_text().split()[0])
             killed_at = time.monotonic()
@@ -246,7 +246,7 @@ def test_closing_a_subscription_while_another_thread_waits_on_it(running):
                     outcome.append("woken")
             t = threading.Thread(target=waiter)
             t.start()
-            from conftest import wait_until
+            from waiting import wait_until
             wait_until(lambda: sub._lock.locked(), message="waiter to block")
             sub.close()
             t.join(5)
@@ -268,7 +268,7 @@ def test_stopping_while_a_tcp_call_is_in_flight_cleans_up(scope):
             outcome.append(type(exc).__name__)
     t = threading.Thread(target=slow_call)
     t.start()
-    from conftest import wait_until
+    from waiting import wait_until
     wait_until(lambda: any(w["state"] == "busy" for w in svc._segment.workers()), message="call in flight")
     svc.stop()  # must not raise, and must remove every shared-memory object
     t.join(10)
