@@ -72,6 +72,7 @@ class ServiceSegment:
     @classmethod
     def create(cls, scope: str, service: str, description: dict) -> "ServiceSegment":
         name = naming.service_segment(scope, service)
+        cls._refuse_if_running(scope, service)
         cls.unlink(scope, service)  # stale objects of a crashed run of this scope
         seg = Segment(name, TOTAL_BYTES)
         blob = msgpack.packb(description, use_bin_type=True)
@@ -86,6 +87,22 @@ class ServiceSegment:
         self = cls(scope, service, seg, True)
         seg.q[H_MAGIC] = MAGIC  # last: openers treat a segment without magic as not ready
         return self
+
+    @staticmethod
+    def _refuse_if_running(scope: str, service: str) -> None:
+        """Stale objects are swept, but a live owner's segment must never be replaced."""
+        try:
+            seg = Segment(naming.service_segment(scope, service))
+        except posix_ipc.ExistentialError:
+            return
+        try:
+            owner = seg.q[H_OWNER_PID] if seg.size >= TOTAL_BYTES and seg.q[H_MAGIC] == MAGIC else 0
+            live = owner and owner != os.getpid() and naming.pid_alive(owner) and not seg.q[H_SHUTDOWN]
+        finally:
+            seg.close()
+        if live:
+            raise RuntimeError(f"service {service!r} is already running in scope {scope!r} "
+                               f"(owned by pid {owner}); stop it or use another scope")
 
     @classmethod
     def open(cls, scope: str, service: str) -> "ServiceSegment":

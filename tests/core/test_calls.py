@@ -285,3 +285,22 @@ def test_serve_without_a_with_block(scope):
     finally:
         svc.stop()
     assert naming.list_objects(scope) == []
+
+
+def test_a_second_pool_cannot_take_over_a_running_service(scope):
+    import subprocess
+    import sys
+    # the first owner is another process (an owner in this process could be a restart)
+    code = ("import sys, time; sys.path.insert(0, 'tests'); from speedysvc import serve; "
+            "from support_services import Echo; "
+            f"svc = serve(Echo, scope='{scope}'); print('up', flush=True); sys.stdin.read(); svc.stop()")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert owner.stdout.readline().strip() == "up"
+        with pytest.raises(RuntimeError, match="already running"):
+            serve(Echo, scope=scope)
+        with connect(Echo, f"shm://{scope}") as c:  # the first one is untouched
+            assert c.echo("still mine") == "still mine!"
+    finally:
+        owner.communicate("", timeout=30)
