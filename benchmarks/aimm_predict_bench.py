@@ -64,12 +64,8 @@ def _time_calls(call, calls: int) -> list[float]:
     return samples
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--tcp", action="store_true", help="also measure over TCP")
-    options = parser.parse_args(argv)
-
+def measure(calls: int = 1000, tcp: bool = False) -> list[dict]:
+    """Run the AIMM services and time predicts; one dict per (transport, model) measured."""
     import numpy
     import yaml
     from speedysvc import serve
@@ -81,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from aimm_services.passwords import hash_password
     from aimm_services.plugin_service import PluginService
 
+    results = []
     with tempfile.TemporaryDirectory(prefix="aimm_bench_") as tmp:
         config = Path(tmp) / "aimm.yaml"
         config.write_text(yaml.safe_dump({
@@ -96,27 +93,36 @@ def main(argv: list[str] | None = None) -> int:
         with serve(PluginService, workers=2, scope=scope), \
                 serve(BackendService, workers=1, scope=scope), \
                 serve(EngineService, workers=1, scope=scope,
-                      tcp="127.0.0.1:0" if options.tcp else None) as engine:
+                      tcp="127.0.0.1:0" if tcp else None) as engine:
             addresses = [("shm", f"shm://{scope}")]
-            if options.tcp:
+            if tcp:
                 addresses.append(("tcp", engine.tcp_address))
             for transport, address in addresses:
                 with AIMM(address) as aimm:
                     aimm.login("bench", "bench")
                     trivial = aimm.create_instance(TRIVIAL)
-                    samples = _time_calls(lambda: aimm.predict(trivial.instance_id, 1),
-                                          options.calls)
-                    print(f"[{transport}] trivial predict x{options.calls}: "
-                          f"{_percentiles(samples)}")
+                    samples = _time_calls(lambda: aimm.predict(trivial.instance_id, 1), calls)
+                    results.append({"transport": transport, "model": "trivial", "calls": calls,
+                                    "samples": samples})
                     linear = aimm.create_instance(
                         "aimm_services.example.linear_plugins.LinearRegression")
                     aimm.fit(linear.instance_id, numpy.arange(10.0), numpy.arange(10.0) * 2)
                     row = numpy.array([[3.0]])
-                    samples = _time_calls(lambda: aimm.predict(linear.instance_id, row),
-                                          max(100, options.calls // 5))
-                    print(f"[{transport}] LinearRegression predict (instance changes, "
-                          f"SQLite write) x{max(100, options.calls // 5)}: "
-                          f"{_percentiles(samples)}")
+                    n = max(100, calls // 5)
+                    samples = _time_calls(lambda: aimm.predict(linear.instance_id, row), n)
+                    results.append({"transport": transport,
+                                    "model": "LinearRegression (instance changes, SQLite write)",
+                                    "calls": n, "samples": samples})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--tcp", action="store_true", help="also measure over TCP")
+    options = parser.parse_args(argv)
+    for r in measure(options.calls, options.tcp):
+        print(f"[{r['transport']}] {r['model']} predict x{r['calls']}: {_percentiles(r['samples'])}")
     return 0
 
 

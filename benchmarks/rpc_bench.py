@@ -1002,7 +1002,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"{BUSY_WARN_FRACTION:.0%} of the CPUs meanwhile; keep the quietest attempt")
     p.add_argument("--only", metavar="GROUP", action="append",
                    help="run only these groups (repeatable): "
-                        + ", ".join(g.label for g in GROUPS) + "; the floor always runs")
+                        + ", ".join(g.label for g in GROUPS)
+                        + ", aimm (the model manager's predict latency); the floor always runs")
     return p.parse_args(argv)
 
 
@@ -1033,11 +1034,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(busy)} row(s) ran while other processes used more than "
               f"{BUSY_WARN_FRACTION:.0%} of the CPUs: their numbers (spin-waiting ones most) are "
               f"pessimistic. On a shared machine try --wait-idle 60 --retry-busy 2.")
+    aimm = aimm_predict_row(args) if not args.only or "aimm" in args.only else None
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"meta": info, "rows": [asdict(r) for r in rows], "shm_leftovers": leftovers},
-            indent=2) + "\n")
+            {"meta": info, "rows": [asdict(r) for r in rows], "shm_leftovers": leftovers,
+             "aimm_predict": aimm}, indent=2) + "\n")
     return 0
+
+
+# AIMM's own server checks its children once per check period (3 s in its example
+# configuration), so a predict through it takes at least that long.
+AIMM_ORIGINAL_MIN_S = 3.0
+
+
+def aimm_predict_row(args: argparse.Namespace) -> dict | None:
+    """The model manager's predict latency: a trivial predict through the Python client
+    (engine action -> plugin worker -> pushed completion -> result), median of 1,000 calls."""
+    _log("[aimm] trivial predict through aimm_services.client.AIMM")
+    try:
+        from benchmarks import aimm_predict_bench
+        results = aimm_predict_bench.measure(calls=200 if args.quick else 1000)
+    except Exception as exc:  # noqa: BLE001 - a missing optional part must not sink the run
+        print(f"\naimm predict: not available ({type(exc).__name__}: {exc})")
+        return None
+    trivial = next(r for r in results if r["model"] == "trivial")
+    samples = sorted(trivial["samples"])
+    median_ms = statistics.median(samples) * 1e3
+    p99_ms = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e3
+    print(f"\naimm trivial predict (client -> engine -> plugin worker, shm): median {median_ms:.2f} ms, "
+          f"p99 {p99_ms:.2f} ms over {trivial['calls']} calls; the original AIMM takes at least its "
+          f"check period ({AIMM_ORIGINAL_MIN_S:g} s) per call: {AIMM_ORIGINAL_MIN_S * 1e3 / median_ms:,.0f}x")
+    return {"median_ms": median_ms, "p99_ms": p99_ms, "calls": trivial["calls"]}
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
