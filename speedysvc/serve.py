@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import select
-import subprocess
 import threading
 import time
 from typing import Any, Optional
@@ -26,7 +24,7 @@ from .methods import ServerMethodsBase, create_instance
 from .shm import service_segment as ss
 from .shm.events import EventRing
 from .shm.worker_loop import Publisher, ShmWorker
-from .supervisor.pool import WorkerPool
+from .supervisor.pool import TCPSettings, WorkerPool
 
 log = logging.getLogger("speedysvc.serve")
 
@@ -67,7 +65,6 @@ class RunningService:
         self._segment: Optional[ss.ServiceSegment] = None
         self._events: Optional[EventRing] = None
         self._gateway = None
-        self._gateway_proc: Optional[subprocess.Popen] = None
         self._stop = threading.Event()
         self._monitor: Optional[threading.Thread] = None
         self.restarts = 0
@@ -88,18 +85,24 @@ class RunningService:
         try:
             if self.in_process:
                 self._start_threads()
+                if self.tcp_bind:
+                    self._start_gateway()
             else:
                 self._start_processes()
-            if self.tcp_bind:
-                self._start_gateway()
         except BaseException:
             self.stop()
             raise
         return self
 
     def _start_processes(self) -> None:
-        self.pool = WorkerPool(self.service_cls, self.scope, name=self.name, allow_insecure=self.allow_insecure)
+        tcp = None
+        if self.tcp_bind:
+            host, port = _parse_bind(self.tcp_bind)
+            tcp = TCPSettings(host, port, self.secret, **self.tcp_options)
+        self.pool = WorkerPool(self.service_cls, self.scope, name=self.name, allow_insecure=self.allow_insecure,
+                               tcp=tcp)
         self.pool.open()
+        self.tcp_address = self.pool.tcp_address
         # the monitor thread spawns every worker: PR_SET_PDEATHSIG ties a worker to the thread
         # that started it, so that thread must live as long as the pool
         ready = threading.Event()
@@ -153,19 +156,14 @@ class RunningService:
             time.sleep(0.005)
 
     def _start_gateway(self) -> None:
+        """TCP for worker threads: a gateway forwarding over shared memory."""
+        from .tcp.gateway import TCPGateway
         host, port = _parse_bind(self.tcp_bind)
-        if self.in_process:
-            from .tcp.gateway import TCPGateway
-            self._gateway = TCPGateway(self.scope, self.name, host, port, secret=self.secret,
-                                       allow_insecure=self._insecure_allowed(), **self.tcp_options)
-            self._gateway.start()
-            port = self._gateway.port
-        else:
-            self._gateway_proc, port = start_gateway_process(
-                self.scope, self.name, host, port, secret=self.secret,
-                allow_insecure=self._insecure_allowed(), options=self.tcp_options)
+        self._gateway = TCPGateway(self.scope, self.name, host, port, secret=self.secret,
+                                   allow_insecure=self._insecure_allowed(), **self.tcp_options)
+        self._gateway.start()
         shown = f"[{host}]" if ":" in host else host
-        self.tcp_address = f"tcp://{shown}:{port}"
+        self.tcp_address = f"tcp://{shown}:{self._gateway.port}"
 
     def _insecure_allowed(self) -> bool:
         if self.allow_insecure is not None:
@@ -191,14 +189,6 @@ class RunningService:
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
-        if self._gateway_proc is not None:
-            self._gateway_proc.terminate()
-            try:
-                self._gateway_proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._gateway_proc.kill()
-                self._gateway_proc.wait()
-            self._gateway_proc = None
         if self._monitor is not None:
             self._monitor.join(timeout)
             self._monitor = None
@@ -220,26 +210,6 @@ class RunningService:
             self._segment.destroy()
             self._segment = None
             naming.sweep_dead_clients(self.scope)
-
-
-def start_gateway_process(scope: str, name: str, host: str, port: int, *, secret: Optional[str],
-                          allow_insecure: bool, options: Optional[dict] = None,
-                          stdout=None, stderr=None, timeout: float = 30.0) -> tuple[subprocess.Popen, int]:
-    """Start `python -m speedysvc.tcp.gateway` and return it with the port it bound."""
-    from .tcp.gateway import gateway_command
-    cmd, env = gateway_command(scope, name, host, port, secret=secret, allow_insecure=allow_insecure,
-                               **(options or {}))
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=stderr, text=True)
-    # the gateway prints one line once it listens (or fails); never wait for it unbounded
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline() if ready else ""
-    if not line.startswith("LISTENING "):
-        proc.kill()
-        proc.wait()
-        raise OSError(f"TCP gateway for {name!r} could not listen on {host}:{port}: "
-                      f"{line.strip() or 'no answer within %gs (exit code %s)' % (timeout, proc.returncode)}")
-    return proc, int(line.split()[1])
 
 
 def serve(service: Any, workers: int = 1, *, scope: Optional[str] = None, tcp: Optional[str] = None,

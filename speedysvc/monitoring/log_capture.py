@@ -61,7 +61,6 @@ class ServiceLogs:
         self.min_rank = _RANK.get(level.upper(), 1)
         self._last_error: dict[Optional[int], str] = {}
         self._eof: dict[int, threading.Event] = {}
-        self._gateway_reads: dict[int, int] = {}
 
     def reconfigure(self, log_dir: str, max_bytes: int, backups: int, level: str) -> None:
         self.min_rank = _RANK.get(level.upper(), 1)
@@ -99,20 +98,6 @@ class ServiceLogs:
     def discard(self, pipes: PipePair) -> None:
         for fd in (pipes.stdout_r, pipes.stdout_w, pipes.stderr_r, pipes.stderr_w):
             os.close(fd)
-
-    def gateway_pipe(self) -> int:
-        """A write end for a TCP gateway's stderr; pass it to gateway_started() afterwards."""
-        r, w = os.pipe()
-        self._gateway_reads[w] = r
-        return w
-
-    def gateway_started(self, write_fd: int, pid: Optional[int]) -> None:
-        r = self._gateway_reads.pop(write_fd)
-        os.close(write_fd)
-        if pid is None:
-            os.close(r)
-        else:
-            self.capture.register(r, _Source(self, "stderr", pid, None))
 
     def _closed(self, source: _Source) -> None:
         if source.stream == "stderr" and source.worker_id in self._eof:

@@ -49,6 +49,7 @@ class ShmWorker:
         self.wbase = segment._wbase(slot)
         self.recent_gap_ns = SPIN_NS // 4
         self.waits = 0
+        self.call_lock = threading.Lock()  # shm loop and TCP connections: one call at a time
 
     def stop_requested(self) -> bool:
         return (self.stop_event.is_set() or self.seg.worker_word(self.slot, ss.W_STOP) == 1
@@ -116,7 +117,30 @@ class ShmWorker:
         self.recent_gap_ns = adapt_spin(self.recent_gap_ns, time.perf_counter_ns() - started)
         return got
 
+    def run_tcp_call(self, request: memoryview) -> bytes:
+        """A call that arrived over TCP: one call at a time per worker, as for shm calls,
+        and counted in the worker table the same way."""
+        q, b = self.seg.q, self.wbase
+        with self.call_lock:
+            start = time_ns()
+            q[b + ss.W_BUSY_SINCE_NS] = start
+            q[b + ss.W_STATE] = ss.BUSY
+            try:
+                return b"".join(self.dispatcher.handle(request))
+            finally:
+                end = time_ns()
+                q[b + ss.W_STATE] = ss.IDLE
+                q[b + ss.W_BUSY_SINCE_NS] = 0
+                q[b + ss.W_BUSY_NS] += end - start
+                q[b + ss.W_CALLS] = self.dispatcher.calls
+                q[b + ss.W_ERRORS] = self.dispatcher.errors
+                q[b + ss.W_HEARTBEAT_NS] = end
+
     def _serve(self, entry) -> None:
+        with self.call_lock:
+            self._serve_locked(entry)
+
+    def _serve_locked(self, entry) -> None:
         """One call: claim the client's channel, run the method, write the reply, post.
 
         Deliberately one flat function: it runs for every call, and on this path each Python

@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,17 @@ from ..shm import service_segment as ss
 from ..shm.events import EventRing
 
 log = logging.getLogger("speedysvc.pool")
+
+
+@dataclass(frozen=True)
+class TCPSettings:
+    """TCP served by the workers themselves (tcp_bind and friends in the .ini)."""
+    host: str = "127.0.0.1"
+    port: int = 0                      # 0: any free port, chosen when the pool opens
+    secret: Optional[str] = field(default=None, repr=False)
+    max_frame: int = 1 << 30
+    compression: Optional[str] = None
+    drain_timeout: float = 10.0
 
 
 @dataclass
@@ -46,7 +58,8 @@ class WorkerPool:
                  name: Optional[str] = None, allow_insecure: Optional[bool] = None,
                  env: Optional[dict] = None, stdout: "int | IO | None" = None,
                  stderr: "int | IO | None" = None,
-                 on_spawn: Optional[Callable[[WorkerProcess], None]] = None):
+                 on_spawn: Optional[Callable[[WorkerProcess], None]] = None,
+                 tcp: Optional[TCPSettings] = None):
         if not (isinstance(service_cls, type) and issubclass(service_cls, ServerMethodsBase)):
             raise TypeError(f"{service_cls!r} is not a ServerMethodsBase subclass")
         self.service_cls = service_cls
@@ -61,6 +74,9 @@ class WorkerPool:
         self.stdout, self.stderr = stdout, stderr
         self.on_spawn = on_spawn
         self.workers: list[WorkerProcess] = []
+        self.tcp = tcp
+        self.tcp_port: Optional[int] = None
+        self._port_reservation: Optional[socket.socket] = None
         self.segment: Optional[ss.ServiceSegment] = None
         self.events: Optional[EventRing] = None
         self._ids = itertools.count(1)
@@ -72,8 +88,33 @@ class WorkerPool:
         description["name"] = self.name
         if self.allow_insecure is not None:
             description["allow_insecure_serialisation"] = self.allow_insecure
+        if self.tcp is not None:
+            self._reserve_port()  # before any shm object: a taken port fails cleanly
         self.segment = ss.ServiceSegment.create(self.scope, self.name, description)
         self.events = EventRing(self.scope, self.name, create=True)
+
+    def _reserve_port(self) -> None:
+        """Hold the TCP port for the pool's life: a bound, not listening, SO_REUSEPORT socket.
+        Workers listen on the same port; the kernel hands connections only to listeners."""
+        host = self.tcp.host
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, self.tcp.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"{self.name} could not listen on {host}:{self.tcp.port}: "
+                                     f"{exc.strerror}") from None
+        self._port_reservation = sock
+        self.tcp_port = sock.getsockname()[1]
+
+    @property
+    def tcp_address(self) -> Optional[str]:
+        if self.tcp_port is None:
+            return None
+        host = self.tcp.host
+        return f"tcp://{f'[{host}]' if ':' in host else host}:{self.tcp_port}"
 
     def spawn(self) -> WorkerProcess:
         worker_id = next(self._ids)
@@ -84,6 +125,14 @@ class WorkerPool:
         if self.allow_insecure is not None:
             cmd += ["--allow-insecure", str(int(self.allow_insecure))]
         env = dict(os.environ if self.env is None else self.env)
+        env.pop("SPEEDYSVC_TCP_SECRET", None)
+        if self.tcp is not None:
+            cmd += ["--tcp-host", self.tcp.host, "--tcp-port", str(self.tcp_port),
+                    "--tcp-max-frame", str(self.tcp.max_frame), "--drain-timeout", str(self.tcp.drain_timeout)]
+            if self.tcp.compression and self.tcp.compression != "none":
+                cmd += ["--tcp-compression", self.tcp.compression]
+            if self.tcp.secret:
+                env["SPEEDYSVC_TCP_SECRET"] = self.tcp.secret  # never on the command line
         env["SPEEDYSVC_SCOPE"] = self.scope  # so "shm://" inside a worker reaches its siblings
         # workers must import the service the way this process did
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path, env.get("PYTHONPATH", "")] if p)
@@ -172,6 +221,10 @@ class WorkerPool:
         self.close()
 
     def close(self) -> None:
+        if self._port_reservation is not None:
+            self._port_reservation.close()
+            self._port_reservation = None
+            self.tcp_port = None
         if self.events is not None:
             self.events.destroy()
             self.events = None

@@ -38,36 +38,33 @@ LIVE_OPTIONS = frozenset({
     "restart_backoff_initial", "restart_backoff_max", "crash_loop_restarts", "crash_loop_window",
     "worker_hang_timeout", "start_timeout", "graceful_timeout", "log_level", "metrics_interval",
     "metrics_retention", "wait_until_completed", "log_dir", "log_max_bytes", "log_backups"})
-# Options that only need the TCP gateway restarted.
-GATEWAY_OPTIONS = frozenset({"tcp_bind", "tcp_secret", "tcp_max_frame_bytes", "tcp_compression",
-                             "port"})
 
 QUEUE_SAMPLES_PER_INTERVAL = 5
 POLL_WHILE_CHANGING_S = 0.05     # how soon to look again while workers start or stop
-GATEWAY_RESTART_DELAY_S = 1.0
 
 
 def default_pool_factory(service_cls: type, scope: str, name: str, import_path: str,
-                         allow_insecure: Optional[bool]) -> Any:
+                         allow_insecure: Optional[bool], tcp: Any = None) -> Any:
     from .pool import WorkerPool
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"  # print() in a worker reaches its log line by line
     return WorkerPool(service_cls, scope, import_path=import_path, name=name,
-                      allow_insecure=allow_insecure, env=env)
+                      allow_insecure=allow_insecure, env=env, tcp=tcp)
 
 
-def default_gateway_starter(scope: str, name: str, host: str, port: int, *, secret: Optional[str],
-                            allow_insecure: bool, max_frame: int, stderr: Any,
-                            compression: Optional[str] = None) -> Any:
-    from .gateway_process import GatewayProcess
-    return GatewayProcess(scope, name, host, port, secret=secret, allow_insecure=allow_insecure,
-                          max_frame=max_frame, stderr=stderr, compression=compression)
+def tcp_settings(config: Any) -> Any:
+    """The workers' TCP settings from a service's configuration (None: shared memory only)."""
+    if config.tcp_bind is None:
+        return None
+    from .pool import TCPSettings
+    return TCPSettings(host=config.tcp_bind.host, port=config.port or 0,
+                       secret=config.tcp_secret or None, max_frame=config.tcp_max_frame_bytes,
+                       compression=config.tcp_compression, drain_timeout=config.graceful_timeout)
 
 
 class ServicePool:
     def __init__(self, config: Any, service_cls: type, scope: str, *, system: Optional[System] = None,
-                 logs: Any = None, pool_factory: Callable = default_pool_factory,
-                 gateway_starter: Callable = default_gateway_starter):
+                 logs: Any = None, pool_factory: Callable = default_pool_factory):
         self.config = config
         self.service_cls = service_cls
         self.name: str = service_cls.service_name()
@@ -77,7 +74,6 @@ class ServicePool:
         self.logs = logs                   # monitoring.log_capture.ServiceLogs, or None
         self.log = logging.getLogger(f"speedysvc.service.{self.name}")
         self.pool_factory = pool_factory
-        self.gateway_starter = gateway_starter
         self.pool: Any = None
         self.status = STOPPED
         self.target = 0
@@ -96,9 +92,7 @@ class ServicePool:
         self.start_when_stopped = False
         self.pending_config: Any = None
         self.shutting_down = False   # the supervisor is stopping: exits are not crashes any more
-        self.gateway: Any = None
         self.tcp_address: Optional[str] = None
-        self.gateway_restart_at: Optional[float] = None
         self._busy_seen: dict[int, int] = {}
         self._last_scale_at: Optional[float] = None
         self._next_queue_sample = 0.0
@@ -125,15 +119,25 @@ class ServicePool:
         self._last_scale_at = now
         self.pool = self.pool_factory(self.service_cls, self.scope, self.name,
                                       f"{self.config.import_from}:{self.section}",
-                                      bool(self.config.force_insecure_serialisation))
-        self.pool.open()
+                                      bool(self.config.force_insecure_serialisation),
+                                      tcp_settings(self.config))
+        try:
+            self.pool.open()  # reserves the TCP port the workers will share
+        except OSError as exc:
+            self.pool.close()
+            self.pool = None
+            self.status = FAILED
+            self.last_error = str(exc)
+            self.log.error("cannot start %s: %s", self.name, exc)
+            return f"{self.name} failed: {exc}"
+        self.tcp_address = self.pool.tcp_address
+        if self.tcp_address:
+            self.log.info("%s serves TCP on %s (in its workers)", self.name, self.tcp_address)
         self.status = STARTING
         self.started_at = self.system.time()
         self.target = self.config.min_proc_num
         self.log.info("starting %s with %d worker(s)", self.name, self.target)
         self._reconcile(now)
-        if self.config.tcp_bind is not None:
-            self._start_gateway()
         return f"starting {self.name}"
 
     def stop(self, fail_reason: Optional[str] = None) -> str:
@@ -168,7 +172,6 @@ class ServicePool:
                 except subprocess.TimeoutExpired:  # pragma: no cover - KILL is not refused
                     pass
             self.pool.reap()
-        self._stop_gateway(kill=True)
         self._close_pool()
         self.status = STOPPED
 
@@ -216,17 +219,12 @@ class ServicePool:
         self.restart_policy.update_settings(new_config)
         if self.status in (STOPPED, FAILED):
             return f"{self.name}: new settings apply at the next start"
-        needs_restart = [k for k in changed if k not in LIVE_OPTIONS and k not in GATEWAY_OPTIONS]
+        needs_restart = [k for k in changed if k not in LIVE_OPTIONS]
         if needs_restart:
             self.log.info("reload: %s changed; restarting %s", ", ".join(needs_restart), self.name)
             self.stop()
             self.start_when_stopped = True
             return f"{self.name}: restarting for {', '.join(needs_restart)}"
-        if any(k in GATEWAY_OPTIONS for k in changed):
-            self.log.info("reload: TCP settings changed; restarting the gateway of %s", self.name)
-            self._stop_gateway()
-            if new_config.tcp_bind is not None:
-                self._start_gateway()
         lo, hi = new_config.min_proc_num, new_config.max_proc_num
         if self.target < lo or self.target > hi:
             self.target = min(max(self.target, lo), hi)
@@ -252,16 +250,13 @@ class ServicePool:
         self._check_starting(now)
         self._check_hung(now)
         self._check_memory(now)
-        self._check_gateway(now)
         self._sample_queue(now)
         if self.status == RUNNING:
             self._scale(now)
         self._reconcile(now)
         self._stop_replaced()
-        # running: enough workers serve, and TCP listens (or has failed and is being retried)
-        tcp_settled = (self.config.tcp_bind is None or self.tcp_address is not None
-                       or self.gateway_restart_at is not None)
-        if (self.status == STARTING and tcp_settled
+        # running: enough workers serve (a ready worker already listens on TCP too)
+        if (self.status == STARTING
                 and self._ready_count() >= min(self.target, self.config.min_proc_num)):
             self.status = RUNNING
             self.log.info("%s is running (%d worker(s) ready)", self.name, self._ready_count())
@@ -271,16 +266,13 @@ class ServicePool:
         now = self.system.monotonic()
         if self.pool is None:
             return now + 3600
-        starting_gateway = self.gateway is not None and self.gateway.port is None
-        if self.status in (STARTING, STOPPING) or self.retiring or starting_gateway or any(
+        if self.status in (STARTING, STOPPING) or self.retiring or any(
                 self._state(w) == ss.STARTING for w in self.pool.workers):
             return now + POLL_WHILE_CHANGING_S
         times = [self._next_queue_sample, self._next_mem_check if self.config.max_proc_mem_bytes else now + 1.0,
                  now + 1.0]
         if self.spawn_not_before > now:
             times.append(self.spawn_not_before)
-        if self.gateway_restart_at is not None:
-            times.append(self.gateway_restart_at)
         return max(now + 0.005, min(times))
 
     # -- workers -------------------------------------------------------------------------
@@ -430,7 +422,6 @@ class ServicePool:
                     self.pool.kill(w)
         if self.pool.workers:
             return
-        self._stop_gateway()
         self._close_pool()
         self.status = FAILED if self.fail_when_stopped else STOPPED
         self.log.info("%s %s", self.name, self.status)
@@ -444,6 +435,7 @@ class ServicePool:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+        self.tcp_address = None
         self.retiring.clear()
         self.kill_reasons.clear()
         self.spawned_at.clear()
@@ -505,59 +497,6 @@ class ServicePool:
         level = logging.INFO if pressing and hold != self._last_hold_reason else logging.DEBUG
         self._last_hold_reason = hold if pressing else None
         self.log.log(level, "scaling %s: %s", self.name, decision.reason)
-
-    # -- TCP gateway ---------------------------------------------------------------------
-    def _start_gateway(self) -> None:
-        """Start the TCP gateway; _check_gateway() notices when it listens (never blocks)."""
-        cfg = self.config
-        bind = cfg.tcp_bind
-        stderr = self.logs.gateway_pipe() if self.logs is not None else None
-        try:
-            self.gateway = self.gateway_starter(
-                self.scope, self.name, bind.host, cfg.port or 0, secret=cfg.tcp_secret or None,
-                allow_insecure=bool(cfg.force_insecure_serialisation),
-                max_frame=cfg.tcp_max_frame_bytes, stderr=stderr, compression=cfg.tcp_compression)
-        except OSError as exc:
-            self.gateway = None
-            self._gateway_failed(f"could not start: {exc}", self.system.monotonic())
-        finally:
-            if stderr is not None:
-                self.logs.gateway_started(stderr, self.gateway.pid if self.gateway else None)
-
-    def _gateway_failed(self, why: str, now: float) -> None:
-        self.tcp_address = None
-        self.last_error = f"TCP gateway: {why}"
-        self.log.error("TCP gateway of %s %s; retrying in %gs", self.name, why, GATEWAY_RESTART_DELAY_S)
-        self.gateway_restart_at = now + GATEWAY_RESTART_DELAY_S
-
-    def _check_gateway(self, now: float) -> None:
-        if self.config.tcp_bind is None:
-            return
-        gw = self.gateway
-        if gw is not None and gw.port is None:
-            try:
-                if gw.check_listening() is not None:
-                    self.tcp_address = gw.address
-                    self.log.info("%s serves TCP on %s", self.name, self.tcp_address)
-            except OSError as exc:
-                self.gateway = None
-                gw.stop(kill=True)
-                self._gateway_failed(str(exc), now)
-        elif gw is not None and gw.poll() is not None:
-            self.gateway = None
-            gw.stop()
-            self._gateway_failed(f"exited with {_describe_exit(gw.returncode)}", now)
-        if (self.gateway is None and self.gateway_restart_at is not None and now >= self.gateway_restart_at
-                and not self.shutting_down):
-            self.gateway_restart_at = None
-            self._start_gateway()
-
-    def _stop_gateway(self, kill: bool = False) -> None:
-        gw, self.gateway = self.gateway, None
-        self.tcp_address = None
-        self.gateway_restart_at = None
-        if gw is not None:
-            gw.stop(kill=kill)
 
     # -- reporting -----------------------------------------------------------------------
     def worker_rows(self) -> list[dict]:

@@ -7,6 +7,7 @@ and reply format, compressed with `codec` when it is not 0.
 Connection: server sends HELLO {version, service, auth, nonce, codecs, max_frame}; when a
 secret is configured the client answers AUTH with HMAC-SHA256(secret, "speedysvc-auth-v1" +
 nonce) and the server replies AUTH_OK, or ERROR and closes. Then CALL/REPLY, SUBSCRIBE/EVENT.
+GOAWAY from the server: it is retiring; finish the call in progress, then reconnect.
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ VERSION = 1
 HEADER = struct.Struct("<2sBBBBIQ")
 HEADER_SIZE = HEADER.size
 
-HELLO, AUTH, AUTH_OK, CALL, REPLY, ERROR, SUBSCRIBE, EVENT, PING, PONG = range(1, 11)
+HELLO, AUTH, AUTH_OK, CALL, REPLY, ERROR, SUBSCRIBE, EVENT, PING, PONG, GOAWAY = range(1, 12)
 KIND_NAMES = {HELLO: "HELLO", AUTH: "AUTH", AUTH_OK: "AUTH_OK", CALL: "CALL", REPLY: "REPLY",
-              ERROR: "ERROR", SUBSCRIBE: "SUBSCRIBE", EVENT: "EVENT", PING: "PING", PONG: "PONG"}
+              ERROR: "ERROR", SUBSCRIBE: "SUBSCRIBE", EVENT: "EVENT", PING: "PING", PONG: "PONG",
+              GOAWAY: "GOAWAY"}
 
 DEFAULT_MAX_FRAME = 1 << 30        # 1 GiB
 COMPRESS_MIN_BYTES = 1024          # smaller bodies are never worth compressing

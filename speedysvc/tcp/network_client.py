@@ -10,13 +10,14 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import select
 import socket
 import threading
 from typing import Any, Optional, Sequence
 
 from .. import dispatch, remote_errors, serialisers
 from ..errors import (AuthenticationError, CallTimeout, MethodNotFound, PayloadTooLarge, ProtocolError,
-                      ServiceUnavailable)
+                      ServiceUnavailable, WorkerDied)
 from . import frames
 
 DEFAULT_TIMEOUT = 60.0
@@ -35,6 +36,7 @@ class _Connection:
         self.max_frame = max_frame
         self.reader = frames.FrameReader(self.sock, max_frame)
         self.io_timeout: Optional[float] = -1.0
+        self.draining = False
         try:
             self.set_timeout(timeout)
             kind, _, _, _, body = self.reader.read_frame()
@@ -58,6 +60,17 @@ class _Connection:
         except Exception:
             self.close()
             raise
+
+    def peer_said_goodbye(self) -> bool:
+        """Between calls nothing is expected from the server: anything readable now is a
+        GOAWAY, an error or the connection closing."""
+        if self.reader.end > self.reader.start:
+            return True
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def set_timeout(self, seconds: Optional[float]) -> None:
         if seconds != self.io_timeout:  # a setsockopt only when the timeout changes
@@ -136,6 +149,10 @@ class NetworkClient:
         parts = dispatch.encode_request(method, serialiser.code, serialiser.encode_call(args, kwargs or {}))
         timeout = self.timeout if timeout is None else timeout
         conn = self._conn()
+        if conn.draining or conn.peer_said_goodbye():
+            # the worker behind this connection is retiring: go to another one before sending
+            self._drop()
+            conn = self._conn()
         limit = min(self.max_frame, int(conn.hello.get("max_frame", self.max_frame)))
         size = serialisers.parts_size(parts)
         if size > limit:
@@ -161,7 +178,9 @@ class NetworkClient:
                 kind, _, _, rid, body = conn.reader.read_frame()
                 if kind == frames.REPLY and rid == request_id:
                     break
-                if kind == frames.ERROR:
+                if kind == frames.GOAWAY:
+                    conn.draining = True  # our call is still answered; the next goes elsewhere
+                elif kind == frames.ERROR:
                     info = serialisers.CONTROL.decode(memoryview(body))
                     self._drop()
                     raise remote_errors.dict_to_exception(info)
@@ -169,9 +188,13 @@ class NetworkClient:
             self._drop()
             raise CallTimeout(f"call {method!r} to {self.service_name!r} timed out after {timeout:g}s") from None
         except ConnectionError as exc:
+            # workers serve TCP themselves: a connection lost after the request went out means
+            # the worker died (or the network failed) with the call in its hands
             self._drop()
-            raise ServiceUnavailable(f"connection to {self.service_name!r} lost during call {method!r} "
-                                     f"({exc}); the call was not retried") from None
+            raise WorkerDied(f"connection to {self.service_name!r} lost during call {method!r} ({exc}): "
+                             f"the worker died or the network failed; the call was not retried") from None
+        if conn.draining:
+            self._drop()
         return dispatch.decode_reply(memoryview(body), serialiser)
 
     def describe(self) -> dict:

@@ -273,7 +273,8 @@ def test_stopping_while_a_tcp_call_is_in_flight_cleans_up(scope):
     svc.stop()  # must not raise, and must remove every shared-memory object
     t.join(10)
     client.close()
-    assert outcome and outcome[0] in (1.5, "ServiceUnavailable")
+    # finished before the stop, or told that the server went away mid-call (never a hang)
+    assert outcome and outcome[0] in (1.5, "ServiceUnavailable", "WorkerDied")
     assert naming.list_objects(scope) == []
 
 

@@ -255,3 +255,38 @@ def test_service_compression_setting_is_adopted_by_clients(scope):
         with connect(Echo, svc.tcp_address, compression="none") as c:  # the client may opt out
             assert c.provider.codec == frames.CODEC_NONE
             assert c.echo("plain") == "plain!"
+
+
+def test_workers_share_the_port_and_retiring_one_fails_no_call(scope):
+    """Workers serve TCP themselves; a worker that retires sends GOAWAY, finishes its calls,
+    and clients move to another worker without a single failed call."""
+    import threading
+    with serve(Echo, workers=2, scope=scope, tcp="127.0.0.1:0") as svc:
+        failures, pids_seen, done = [], set(), threading.Event()
+
+        def caller(n):
+            with connect(Echo, svc.tcp_address) as c:
+                i = 0
+                while not done.is_set():
+                    try:
+                        assert c.echo(f"{n}:{i}", suffix="") == f"{n}:{i}"
+                        pids_seen.add(c.pid())
+                    except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                        failures.append(repr(exc))
+                    i += 1
+        threads = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        from waiting import wait_until
+        wait_until(lambda: len(pids_seen) >= 1, message="calls flowing")
+        for round_ in range(2):  # retire each original worker in turn, replacing it first
+            old = svc.pool.live()[0]
+            svc.pool.spawn()
+            assert svc.pool.wait_ready(2, timeout=30)
+            svc.pool.request_stop(old)
+            old.popen.wait(30)
+        done.set()
+        for t in threads:
+            t.join(30)
+    assert failures == []
+    assert len(pids_seen) >= 2  # connections were spread over more than one worker

@@ -82,7 +82,7 @@ def test_status_command_exit_codes_and_json(make_supervisor, tmp_path):
     assert sup.cli("status", "-c", sup.ini, "work").returncode == 0
     assert sup.cli("status", "--scope", sup.scope).returncode == 0
 
-    # TCP with the shared secret: the secret reaches the gateway by environment, never argv
+    # TCP with the shared secret: the secret reaches the workers by environment, never argv
     client = speedysvc.connect("work", svc["tcp_address"], secret="s3cret-handshake")
     assert client.ping() in [w["pid"] for w in svc["workers"]]
     client.close()
@@ -176,12 +176,12 @@ def _swallow(fn, *args):
 
 
 def test_ctrl_c_to_the_whole_process_group_stops_without_restarting_workers(make_supervisor):
-    # a terminal's Ctrl-C sends SIGINT to the supervisor *and* its workers and gateways at once
+    # a terminal's Ctrl-C sends SIGINT to the supervisor *and* all its workers at once
     sup = make_supervisor({"Work": {"min_proc_num": "2", "max_proc_num": "2",
                                     "tcp_bind": "127.0.0.1:0"}, "Other": {}}).start()
     sup.seen_pids.update(c.pid for c in sup.children())
-    # Other (stopped first: reverse file order) is busy for a while, so Work's workers, which
-    # leave at once on SIGINT, are gone long before the supervisor asks them to stop
+    # workers ignore SIGINT (the supervisor decides what it means): Other's call in flight
+    # finishes, and nobody mistakes the stop for a crash
     client = speedysvc.connect("other", f"shm://{sup.scope}")
     result = {}
     caller = threading.Thread(target=lambda: result.setdefault("pid", client.sleep(1.5)))
@@ -195,5 +195,4 @@ def test_ctrl_c_to_the_whole_process_group_stops_without_restarting_workers(make
     assert sup.proc.wait(30) == 0, sup.log_text()
     out = sup.log_text()
     assert "exited unexpectedly" not in out and "restarting in" not in out, out
-    assert "retrying in" not in out, out   # nor the TCP gateway
     assert naming.list_objects(sup.scope) == []

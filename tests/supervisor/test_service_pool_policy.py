@@ -82,6 +82,7 @@ class FakePool:
         self.stdout = self.stderr = None
         self._next = 0
         self.closed = False
+        self.tcp_address = None  # these policy tests run without TCP
 
     def open(self):
         pass
