@@ -120,21 +120,30 @@ class ShmWorker:
     def run_tcp_call(self, request: memoryview) -> bytes:
         """A call that arrived over TCP: one call at a time per worker, as for shm calls,
         and counted in the worker table the same way."""
-        q, b = self.seg.q, self.wbase
         with self.call_lock:
-            start = time_ns()
-            q[b + ss.W_BUSY_SINCE_NS] = start
-            q[b + ss.W_STATE] = ss.BUSY
+            start = self._mark_busy(0)
             try:
                 return b"".join(self.dispatcher.handle(request))
             finally:
-                end = time_ns()
-                q[b + ss.W_STATE] = ss.IDLE
-                q[b + ss.W_BUSY_SINCE_NS] = 0
-                q[b + ss.W_BUSY_NS] += end - start
-                q[b + ss.W_CALLS] = self.dispatcher.calls
-                q[b + ss.W_ERRORS] = self.dispatcher.errors
-                q[b + ss.W_HEARTBEAT_NS] = end
+                self._mark_idle(start)
+
+    def _mark_busy(self, client_pid: int) -> int:
+        q, b = self.seg.q, self.wbase
+        start = time_ns()
+        q[b + ss.W_BUSY_SINCE_NS] = start
+        q[b + ss.W_CLIENT_PID] = client_pid
+        q[b + ss.W_STATE] = ss.BUSY
+        return start
+
+    def _mark_idle(self, start: int) -> None:
+        q, b = self.seg.q, self.wbase
+        end = time_ns()
+        q[b + ss.W_STATE] = ss.IDLE
+        q[b + ss.W_BUSY_SINCE_NS] = 0
+        q[b + ss.W_BUSY_NS] += end - start
+        q[b + ss.W_CALLS] = self.dispatcher.calls
+        q[b + ss.W_ERRORS] = self.dispatcher.errors
+        q[b + ss.W_HEARTBEAT_NS] = end
 
     def _serve(self, entry) -> None:
         with self.call_lock:
@@ -143,14 +152,10 @@ class ShmWorker:
     def _serve_locked(self, entry) -> None:
         """One call: claim the client's channel, run the method, write the reply, post.
 
-        Deliberately one flat function: it runs for every call, and on this path each Python
-        function call costs about as much as a semaphore operation.
+        Deliberately flat: it runs for every call, and on this path each Python function
+        call costs about as much as a semaphore operation.
         """
-        q, b = self.seg.q, self.wbase
-        start = time_ns()
-        q[b + ss.W_BUSY_SINCE_NS] = start
-        q[b + ss.W_CLIENT_PID] = entry[0]
-        q[b + ss.W_STATE] = ss.BUSY
+        start = self._mark_busy(entry[0])
         try:
             pid, no, gen, seq = entry
             channels = self.channels
@@ -194,10 +199,4 @@ class ShmWorker:
             sem.release()
             channels.prune_oldest()
         finally:
-            end = time_ns()
-            q[b + ss.W_STATE] = ss.IDLE
-            q[b + ss.W_BUSY_SINCE_NS] = 0
-            q[b + ss.W_BUSY_NS] += end - start
-            q[b + ss.W_CALLS] = self.dispatcher.calls
-            q[b + ss.W_ERRORS] = self.dispatcher.errors
-            q[b + ss.W_HEARTBEAT_NS] = end
+            self._mark_idle(start)
