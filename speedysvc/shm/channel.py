@@ -136,8 +136,7 @@ class ClientChannel:
         q[C_SEQ] = seq
         q[C_STATE] = REQUEST
         if not service.enqueue(self.pid, self.no, self.gen, seq):
-            q[C_STATE] = IDLE
-            raise ServiceUnavailable(f"the call queue of {service.service!r} is full")
+            self._enqueue_when_room(service, seq, timeout)
         started = perf_counter_ns()
         budget = spin_budget(self.recent_ns, seq) if SPIN_NS else 0
         if budget:
@@ -154,6 +153,18 @@ class ClientChannel:
         if SPIN_NS:
             self.recent_ns = adapt_spin(self.recent_ns, perf_counter_ns() - started)
         return self._take_reply(decode)
+
+    def _enqueue_when_room(self, service, seq: int, timeout: Optional[float]) -> None:
+        """The queue is full (thousands of calls waiting): wait for room, within the timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not service.enqueue(self.pid, self.no, self.gen, seq):
+            if deadline is not None and time.monotonic() >= deadline:
+                self.seg.q[C_STATE] = IDLE
+                raise CallTimeout(f"the call queue of {service.service!r} stayed full for {timeout:g}s")
+            if service.live_worker_count() == 0:
+                self.seg.q[C_STATE] = IDLE
+                raise ServiceUnavailable(f"service {service.service!r} has no running worker and a full queue")
+            time.sleep(0.001)
 
     def _wait(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
         q = self.seg.q
