@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import time
 import zlib
 from typing import Iterator, Optional
 
@@ -191,28 +192,65 @@ class EventRing:
 
 
 class ShmSubscription:
-    """Reads events of one service published after it was created."""
+    """Reads events of one service published after it was created.
+
+    If the service is stopped and started again (its event ring made anew), the subscription
+    attaches to the new ring by itself; `reattached` counts how often that happened (events
+    published while the service was down are not seen).
+    """
+
+    REATTACH_CHECK_S = 0.5
 
     def __init__(self, scope: str, service: str):
-        self.ring = EventRing(scope, service)
+        self.scope = scope
+        self.service = service
         self.pid = os.getpid()
         self.n = next(_subscriber_numbers)
         self.sem_name = naming.subscriber_semaphore(scope, service, self.pid, self.n)
         unlink_semaphore(self.sem_name)
         self.sem = open_semaphore(self.sem_name, 0)
-        self.next_seq = self.ring.head() + 1
-        self.ring.register(self.pid, self.n)
+        self.ring = None
+        self._attach(EventRing(scope, service))
         self.missed = 0
+        self.reattached = 0
         self.closed = False
+
+    def _attach(self, ring: "EventRing") -> None:
+        self.ring = ring
+        self.next_seq = ring.head() + 1
+        ring.register(self.pid, self.n)
+        self._next_check = time.monotonic() + self.REATTACH_CHECK_S
+
+    def _follow_restart(self) -> None:
+        """Cheap check (a stat) at most every REATTACH_CHECK_S while no events arrive."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self.REATTACH_CHECK_S
+        if not self.ring.seg.replaced():
+            return
+        try:
+            ring = EventRing(self.scope, self.service)
+        except posix_ipc.ExistentialError:
+            return  # still stopped; look again later
+        old, self.ring = self.ring, None
+        old.close()
+        # the old service unlinked our wake-up semaphore when it stopped: make it again
+        old_sem, self.sem = self.sem, None
+        unlink_semaphore(self.sem_name)
+        self.sem = open_semaphore(self.sem_name, 0)
+        old_sem.close()
+        self._attach(ring)
+        self.reattached += 1
 
     def poll(self, timeout: Optional[float]) -> Iterator[tuple[int, str, int, bytes]]:
         """Yield available events as (seq, topic, topic_seq, payload), waiting up to `timeout`."""
         if self.ring.head() < self.next_seq:
             try:
-                self.sem.acquire(timeout)
-            except posix_ipc.BusyError:
-                return
-            except posix_ipc.SignalError:
+                self.sem.acquire(timeout if timeout is None or timeout <= self.REATTACH_CHECK_S
+                                 else self.REATTACH_CHECK_S)
+            except (posix_ipc.BusyError, posix_ipc.SignalError):
+                self._follow_restart()
                 return
         # drain surplus wake-ups: we read everything that is there now anyway
         while self.sem.value > 0:
@@ -243,11 +281,12 @@ class ShmSubscription:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.ring.unregister(self.pid, self.n)
-        except Exception:
-            pass
-        self.ring.close()
+        if self.ring is not None:
+            try:
+                self.ring.unregister(self.pid, self.n)
+            except Exception:
+                pass
+            self.ring.close()
         try:
             self.sem.unlink()
         except posix_ipc.ExistentialError:

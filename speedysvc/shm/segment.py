@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import mmap
+import os
 from typing import Optional
 
 import posix_ipc
@@ -20,6 +21,7 @@ class Segment:
         try:
             self.size = shm.size
             self.mmap = mmap.mmap(shm.fd, self.size)
+            self.inode = os.fstat(shm.fd).st_ino  # identifies this object if the name is reused
         finally:
             shm.close_fd()
         self.buf = memoryview(self.mmap)
@@ -38,6 +40,13 @@ class Segment:
             # a numpy array still views this memory (zero-copy decode); the mapping stays
             # alive until that array is garbage-collected.
             pass
+
+    def replaced(self) -> bool:
+        """True when the name no longer refers to this segment (unlinked, or made anew)."""
+        try:
+            return os.stat(f"/dev/shm/{self.name.lstrip('/')}").st_ino != self.inode
+        except FileNotFoundError:
+            return True
 
     def unlink(self) -> None:
         try:

@@ -13,6 +13,7 @@ import queue
 import select
 import socket
 import threading
+import time
 from typing import Any, Optional, Sequence
 
 from .. import dispatch, remote_errors, serialisers
@@ -222,37 +223,58 @@ class NetworkClient:
 
 class _TcpEventSource:
     """A dedicated connection receiving EVENT frames. A reader thread owns the socket, so a
-    poll() that times out never leaves a frame half-read."""
+    poll() that times out never leaves a frame half-read. If the connection is lost (the
+    worker serving it retired or the service restarted), the reader connects and subscribes
+    again by itself; `reattached` counts how often (events published meanwhile are missed)."""
+
+    RECONNECT_EVERY_S = 0.5
 
     def __init__(self, client: NetworkClient):
-        self.conn = _Connection(client.host, client.port, client.service_name, client.secret,
-                                client.connect_timeout, client.max_frame)
-        frames.send_frame(self.conn.sock, frames.SUBSCRIBE, 1, serialisers.CONTROL.encode({"topics": None}))
-        while True:  # wait for the acknowledgement: events after it are ours
-            kind, _, _, rid, body = self.conn.reader.read_frame()
-            if kind == frames.REPLY and rid == 1:
-                break
-        self.conn.set_timeout(None)
+        self.client = client
         self.max_frame = client.max_frame
         self.missed = 0
+        self.reattached = 0
         self._last_seq = None
         self._events: "queue.SimpleQueue" = queue.SimpleQueue()
-        self._error: Optional[Exception] = None
         self._closed = False
+        self.conn = self._subscribe()
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name="speedysvc-tcp-events")
         self._reader.start()
 
-    def _read_loop(self) -> None:
+    def _subscribe(self) -> _Connection:
+        c = self.client
+        conn = _Connection(c.host, c.port, c.service_name, c.secret, c.connect_timeout, c.max_frame)
         try:
-            while not self._closed:
+            frames.send_frame(conn.sock, frames.SUBSCRIBE, 1, serialisers.CONTROL.encode({"topics": None}))
+            while True:  # wait for the acknowledgement: events after it are ours
+                kind, _, _, rid, body = conn.reader.read_frame()
+                if kind == frames.REPLY and rid == 1:
+                    break
+            conn.set_timeout(None)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _read_loop(self) -> None:
+        while not self._closed:
+            try:
                 kind, _, _, _, body = self.conn.reader.read_frame()
                 if kind == frames.EVENT:
                     self._events.put(serialisers.CONTROL.decode(memoryview(body)))
-        except (OSError, ProtocolError) as exc:
-            if not self._closed:
-                self._error = exc
-        finally:
-            self._events.put(None)  # wake a waiting poll()
+                continue
+            except (OSError, ProtocolError):
+                if self._closed:
+                    break
+            self.conn.close()
+            while not self._closed:  # reconnect; the next connection may reach another worker
+                try:
+                    self.conn = self._subscribe()
+                    self.reattached += 1
+                    break
+                except (OSError, ServiceUnavailable, ProtocolError, AuthenticationError):
+                    time.sleep(self.RECONNECT_EVERY_S)
+        self._events.put(None)  # wake a waiting poll()
 
     def poll(self, timeout: Optional[float]):
         try:
@@ -269,8 +291,6 @@ class _TcpEventSource:
                 item = self._events.get_nowait()
             except queue.Empty:
                 return
-        if self._error is not None and not self._closed:
-            raise ServiceUnavailable(f"event connection lost: {self._error}")
 
     def wake(self) -> None:
         self._events.put(None)

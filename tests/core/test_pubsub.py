@@ -62,3 +62,49 @@ def test_slow_subscriber_sees_the_gap_instead_of_torn_data(running):
 def test_publish_outside_a_running_service_is_a_clear_error():
     with pytest.raises(RuntimeError, match="only available while the service is being served"):
         Echo().publish("t", 1)
+
+
+def test_shm_subscription_follows_a_service_stopped_and_started_again(scope):
+    """Regression: after a stop/start the subscriber kept waiting on the old, dead ring."""
+    from speedysvc import SHMClient
+    svc = serve(Echo, scope=scope)
+    try:
+        with connect(Echo, svc.shm_address) as c, SHMClient(Echo, scope).subscribe(["t"]) as sub:
+            c.publish_many("t", 1)
+            assert sub.get(timeout=5).payload == {"i": 0}
+            svc.stop()
+            svc = serve(Echo, scope=scope)
+            from waiting import wait_until
+
+            def delivered():  # publish until the subscriber has re-attached and hears it
+                c.publish_many("t", 1, start=7)
+                try:
+                    return sub.get(timeout=0.3)
+                except queue.Empty:
+                    return None
+            event = wait_until(delivered, timeout=15, message="an event from the restarted service")
+            assert event.payload == {"i": 7} and sub._source.reattached == 1
+    finally:
+        svc.stop()
+
+
+def test_tcp_subscription_survives_the_worker_serving_it_retiring(scope):
+    with serve(Echo, workers=1, scope=scope, tcp="127.0.0.1:0") as svc:
+        with connect(Echo, svc.tcp_address) as c, c.subscribe(["t"]) as sub:
+            c.publish_many("t", 1)
+            assert sub.get(timeout=5).payload == {"i": 0}
+            old = svc.pool.live()[0]  # the only worker, so it serves the event connection
+            svc.pool.spawn()
+            assert svc.pool.wait_ready(2, timeout=30)
+            svc.pool.request_stop(old)
+            old.popen.wait(30)
+            from waiting import wait_until
+
+            def delivered():
+                c.publish_many("t", 1, start=5)
+                try:
+                    return sub.get(timeout=0.3)
+                except queue.Empty:
+                    return None
+            event = wait_until(delivered, timeout=15, message="events after the worker retired")
+            assert event.payload == {"i": 5} and sub._source.reattached >= 1
