@@ -29,6 +29,7 @@ from .supervisor.pool import TCPSettings, WorkerPool
 log = logging.getLogger("speedysvc.serve")
 
 BOOT_FAILURES_FATAL = 3  # workers dying before they are ready, in a row
+CLIENT_SWEEP_EVERY_S = 30.0
 
 
 def new_scope() -> str:
@@ -124,7 +125,11 @@ class RunningService:
         for _ in range(self.n_workers):
             self.pool.spawn()
         ready.set()
+        next_sweep = time.monotonic() + CLIENT_SWEEP_EVERY_S
         while not self._stop.wait(0.05):
+            if time.monotonic() >= next_sweep:  # channels of clients killed with SIGKILL
+                naming.sweep_dead_clients(self.scope)
+                next_sweep = time.monotonic() + CLIENT_SWEEP_EVERY_S
             for worker, code in self.pool.reap():
                 if self._stop.is_set():
                     return

@@ -93,6 +93,7 @@ class Arbiter:
         self._web_url_written: Optional[str] = None
         self._web_policy = RestartPolicy(1.0, 30.0, 5, 60.0)
         self._web_start_at: Optional[float] = 0.0
+        self._next_client_sweep = 0.0
         self._log_handlers: list[tuple[logging.Logger, logging.Handler]] = []
 
     # -- from other threads ----------------------------------------------------------------
@@ -296,11 +297,24 @@ class Arbiter:
             self._advance_boot()
             self._forget_removed()
             self._collect_metrics()
+            self._sweep_dead_clients()
             self._supervise_web_monitor()
             if self.web_url != self._web_url_written:
                 self._write_state()
             if self.phase == "stopping" and self._advance_stop():
                 return
+
+    def _sweep_dead_clients(self) -> None:
+        """Clients killed with SIGKILL leave their channels in /dev/shm; remove them while the
+        services run on, not only at the next start."""
+        now = self.system.monotonic()
+        if now < self._next_client_sweep:
+            return
+        self._next_client_sweep = now + self.config.supervisor.client_sweep_interval
+        with contextlib.suppress(OSError):
+            removed = naming.sweep_dead_clients(self.scope)
+            if removed:
+                log.info("removed %d shared-memory object(s) of clients that died", removed)
 
     def _timeout(self) -> float:
         now = self.system.monotonic()

@@ -188,6 +188,8 @@ OPTIONS: tuple[Option, ...] = (
            "Directories prepended to sys.path to import services", is_path=True),
     Option("control_port", SUPERVISOR, c.bind_port, "0",
            "Loopback TCP port of the control API; 0 = any free port"),
+    Option("client_sweep_interval", SUPERVISOR, c.duration, "30s",
+           "How often shared memory left by clients that died is removed", minimum=0.1),
 )
 
 

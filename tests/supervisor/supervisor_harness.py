@@ -48,7 +48,7 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02, message
 
 def make_ini(scope: str, log_dir: str, services: dict[str, dict], defaults: Optional[dict] = None,
              web_monitor: Optional[dict] = None) -> str:
-    lines = ["[supervisor]", f"scope = {scope}", "control_port = 0", "",
+    lines = ["[supervisor]", f"scope = {scope}", "control_port = 0", "client_sweep_interval = 1s", "",
              "[web monitor]"]
     web = {"enabled": "false"} if web_monitor is None else web_monitor
     lines += [f"{k} = {v}" for k, v in web.items()]

@@ -115,3 +115,23 @@ def test_metrics_are_sampled_stored_and_survive_a_restart(make_supervisor):
         again = control.metrics("work", until=last_ts)
     assert again["ts"][-1] == last_ts and {"sleep", "fail"} <= {m["name"] for m in again["methods"]}
     assert sup.stop() == 0
+
+
+def test_channels_of_a_client_killed_with_sigkill_are_swept_while_running(make_supervisor):
+    import signal
+    import subprocess
+    import sys
+    from speedysvc import naming
+    sup = make_supervisor({"Work": {}}).start()
+    code = (f"import speedysvc, os, signal; c = speedysvc.connect('work', 'shm://{sup.scope}'); c.ping(); "
+            "print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    client = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert client.returncode == -signal.SIGKILL
+    mark = f"_c{int(client.stdout)}x"
+
+    def leftovers():
+        return [o for o in naming.list_objects(sup.scope) if mark in o]
+    # (it may already be gone if a sweep ran in between; the point is that it goes)
+    wait_until(lambda: not leftovers(), timeout=15,
+               message="the dead client's channel to be swept (client_sweep_interval = 1s)")
+    assert "of clients that died" in open(os.path.join(sup.log_dir, "speedysvc-supervisor.log")).read()
