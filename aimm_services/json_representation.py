@@ -74,13 +74,7 @@ def arg_to_json(value: Any) -> Any:
         return {"type": "data_access", "name": value.name,
                 "args": [arg_to_json(a) for a in value.args],
                 "kwargs": {k: arg_to_json(v) for k, v in dict(value.kwargs).items()}}
-    if isinstance(value, numpy.ndarray):
-        return {"type": "numpy_array", "dtype": str(value.dtype), "data": to_plain_json(value)}
-    if isinstance(value, pandas.DataFrame):
-        return {"type": "pandas_dataframe", "data": to_plain_json(value.to_dict())}
-    if isinstance(value, pandas.Series):
-        return {"type": "pandas_series", "data": to_plain_json(value.tolist())}
-    return to_plain_json(value)
+    return result_to_json(value)  # arrays, frames and series look the same either way
 
 
 def result_to_json(value: Any) -> Any:
