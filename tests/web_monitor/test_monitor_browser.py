@@ -47,6 +47,18 @@ def test_overview_updates_live_without_reloading(page, live_server, fake_control
     assert "updated" in page.locator("#live").inner_text()
 
 
+def test_start_and_stop_are_offered_only_when_they_apply(page, live_server, fake_control):
+    page.goto(live_server.url + "/")
+    echo = page.locator('tr[data-service="echo"]')
+    assert echo.locator('[data-action="start"]').is_disabled()   # running: nothing to start
+    assert echo.locator('[data-action="stop"]').is_enabled()
+    fake_control.stop("echo")                                       # the status changes live...
+    page.wait_for_function("""() => !document.querySelector('tr[data-service="echo"] [data-action="start"]')
+                                      .disabled""")
+    assert echo.locator('[data-action="stop"]').is_disabled()       # ...and so do the buttons
+    assert echo.locator('[data-action="restart"]').is_enabled()
+
+
 def test_service_page_charts_have_data_points(page, live_server):
     page.goto(live_server.url + "/services/echo")
     for chart in ("chart-memory", "chart-cpu", "chart-calls", "chart-latency"):

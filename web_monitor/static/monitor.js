@@ -69,6 +69,15 @@ window.Monitor = (function () {
       if (key === "last_error") { el.hidden = !cells[key]; }
       if (key === "status" && statusClass) { el.className = "badge badge-" + statusClass; }
     });
+    if ("status" in cells) {  // offer Start only when not running, Stop only when running
+      const status = cells.status;
+      root.querySelectorAll('[data-action="start"]').forEach(function (b) {
+        b.disabled = status === "running" || status === "starting";
+      });
+      root.querySelectorAll('[data-action="stop"]').forEach(function (b) {
+        b.disabled = status === "stopped" || status === "failed";
+      });
+    }
   }
 
   function plot(el, figure, extraConfig) {
