@@ -440,27 +440,26 @@ class Arbiter:
             log.info("all services started")
 
     # -- commands ----------------------------------------------------------------------------
-    def _run_commands(self) -> None:
+    def _pending_commands(self):
+        """Queued commands whose callers still wait for them: (command, args, future)."""
         while True:
             try:
                 command, args, future = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if not future.set_running_or_notify_cancel():
-                continue
+            if future.set_running_or_notify_cancel():
+                yield command, args, future
+
+    def _run_commands(self) -> None:
+        for command, args, future in self._pending_commands():
             try:
                 future.set_result(getattr(self, f"_cmd_{command}")(*args))
             except BaseException as exc:  # noqa: BLE001 - the caller gets it
                 future.set_exception(exc)
 
     def _fail_pending_commands(self) -> None:
-        while True:
-            try:
-                _command, _args, future = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            if future.set_running_or_notify_cancel():
-                future.set_exception(ControlUnavailable("the supervisor is shutting down"))
+        for _command, _args, future in self._pending_commands():
+            future.set_exception(ControlUnavailable("the supervisor is shutting down"))
 
     def _refuse_while_stopping(self) -> Optional[dict]:
         if self.phase == "stopping":
