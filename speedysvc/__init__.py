@@ -1,6 +1,6 @@
 """speedysvc: Python services in pools of worker processes, called over shared memory or TCP."""
 from .client import ClientMethodsBase, Event, ServiceClient, Subscription, connect
-from .errors import (AuthenticationError, CallTimeout, EncodingError, InsecureSerialisationRefused,
+from .errors import (AmbiguousService, AuthenticationError, CallTimeout, EncodingError, InsecureSerialisationRefused,
                      MethodNotFound, PayloadTooLarge, ProtocolError, RemoteError, ServiceUnavailable,
                      SpeedysvcError, WorkerDied)
 from .methods import (ServerMethodsBase, json_method, marshal_method, msgpack_method, pickle_method,
@@ -15,7 +15,7 @@ __all__ = [
     "ServerMethodsBase", "ClientMethodsBase", "connect", "serve", "SHMClient", "NetworkClient",
     "raw_method", "json_method", "msgpack_method", "pickle_method", "marshal_method",
     "Event", "Subscription", "ServiceClient",
-    "SpeedysvcError", "ServiceUnavailable", "CallTimeout", "WorkerDied", "ProtocolError",
+    "SpeedysvcError", "ServiceUnavailable", "AmbiguousService", "CallTimeout", "WorkerDied", "ProtocolError",
     "AuthenticationError", "MethodNotFound", "InsecureSerialisationRefused", "PayloadTooLarge",
     "EncodingError", "RemoteError",
 ]

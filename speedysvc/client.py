@@ -7,11 +7,16 @@ from collections import namedtuple
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 from . import serialisers
-from .errors import MethodNotFound, ServiceUnavailable
-from .methods import method_spec
+from .errors import AmbiguousService, MethodNotFound, ServiceUnavailable
+from .provider import ProviderMethods, send_arguments, split_send_options
 
 Event = namedtuple("Event", "topic payload seq topic_seq")
 Event.__doc__ = "A published event: seq is per service, topic_seq per topic (gaps = missed events)."
+
+
+def _as_provider(client_provider: Any) -> Any:
+    """The transport behind `client_provider` (connect()'s ServiceClient is unwrapped)."""
+    return client_provider._provider if isinstance(client_provider, ServiceClient) else client_provider
 
 
 class ClientMethodsBase:
@@ -21,20 +26,17 @@ class ClientMethodsBase:
             def echo(self, data, suffix="!"):
                 return self.send(Echo.echo, [data, suffix])
             shout = Echo.shout.as_rpc()
+
+    `client_provider` is SHMClient(...), NetworkClient(...) or what connect() returns.
     """
 
     def __init__(self, client_provider: Any):
-        self.client_provider = client_provider
+        self.client_provider = _as_provider(client_provider)
 
     def send(self, method: Union[Callable, str], args: Any = (), kwargs: Optional[dict] = None,
              timeout: Optional[float] = None) -> Any:
-        spec = method_spec(method)
-        name = spec.name if spec is not None else str(method)
-        if spec is not None and spec.encoder == "raw" and isinstance(args, (bytes, bytearray, memoryview)):
-            args = [args]  # the original API passes a raw method's bytes directly
-        elif isinstance(args, (str, bytes, dict)) or not isinstance(args, (list, tuple)):
-            raise TypeError(f"send() takes the arguments of {name!r} as a list, e.g. "
-                            f"self.send(Service.{name}, [arg1, arg2])")
+        kwargs, timeout = split_send_options(kwargs, timeout)
+        name, args = send_arguments(method, args)
         return self.client_provider.call(name, args, kwargs, timeout=timeout)
 
     def subscribe(self, topics: Optional[Sequence[str]] = None) -> "Subscription":
@@ -69,32 +71,40 @@ class MethodProxy:
         return f"<remote method {self._name} of {self._provider.service_name!r}>"
 
 
-class ServiceClient:
-    """What connect() returns: the service's methods as attributes, discovered from the service."""
+class ServiceClient(ProviderMethods):
+    """What connect() returns: the service's methods as attributes, discovered from the service.
+
+    A remote method always wins its attribute, even over the helpers below (call, send,
+    describe, subscribe, close): a service with its own `send` method is called as
+    `client.send(...)`, and the helpers stay reachable on `client.provider` (the transport,
+    which never has remote methods as attributes).
+    """
 
     def __init__(self, provider: Any):
         self._provider = provider
+        self.provider = provider
         self.methods: dict[str, str] = dict(provider.methods)
-
-    @property
-    def provider(self) -> Any:
-        return self._provider
+        for name in self.methods:
+            if not name.startswith("_"):
+                setattr(self, name, MethodProxy(provider, name))  # instance attributes shadow helpers
 
     def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("_"):
             raise AttributeError(name)
-        if name not in self.methods:
-            raise MethodNotFound(f"service {self._provider.service_name!r} has no method {name!r}; "
-                                 f"it has: {', '.join(sorted(self.methods)) or 'none'}")
-        proxy = MethodProxy(self._provider, name)
-        setattr(self, name, proxy)  # later lookups find it without __getattr__
-        return proxy
+        raise MethodNotFound(f"service {self._provider.service_name!r} has no method {name!r}; "
+                             f"it has: {', '.join(sorted(self.methods)) or 'none'}")
 
     def __dir__(self):
         return sorted(set(super().__dir__()) | set(self.methods))
 
-    def call(self, method: str, *args, _timeout: Optional[float] = None, **kwargs) -> Any:
-        return self._provider.call(method, args, kwargs, timeout=_timeout)
+    @property
+    def service_name(self) -> str:
+        return self._provider.service_name
+
+    def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
+             timeout: Optional[float] = None) -> Any:
+        """The provider interface: call `method` by name with an argument list."""
+        return self._provider.call(method, args, kwargs, timeout=timeout)
 
     def describe(self) -> dict:
         return self._provider.describe()
@@ -220,6 +230,8 @@ def connect(service: Any, address: Union[str, Sequence[str]] = "shm://", **optio
     for addr in addresses:
         try:
             return ServiceClient(make_provider(service, addr, **dict(options)))
+        except AmbiguousService:
+            raise  # another address would not make the choice for the user
         except (ServiceUnavailable, ConnectionError, OSError) as exc:
             problems.append(f"{addr}: {exc}")
     name = service if isinstance(service, str) else service.service_name()

@@ -10,6 +10,10 @@ class ServiceUnavailable(SpeedysvcError):
     """No worker of the service is running (or it could not be reached in time)."""
 
 
+class AmbiguousService(ServiceUnavailable):
+    """Several running supervisors serve the service and the address names no scope."""
+
+
 class CallTimeout(SpeedysvcError):
     """The call did not complete within its timeout. It may still run to completion remotely."""
 

@@ -226,7 +226,8 @@ def serve(service: Any, workers: int = 1, *, scope: Optional[str] = None, tcp: O
     Use it as a context manager (`with serve(Echo) as svc:`), or keep the returned
     RunningService and call its stop() when done.
 
-    scope: names the shared-memory objects (default: a fresh random scope).
+    scope: names the shared-memory objects (default: $SPEEDYSVC_SCOPE, else "default" -- the
+      scope a client whose address names none finds when no supervisor serves the service).
     tcp: "host:port" to also serve over TCP ("127.0.0.1:0" picks a free port).
     secret: shared secret the TCP clients must prove they know.
     """
@@ -235,6 +236,6 @@ def serve(service: Any, workers: int = 1, *, scope: Optional[str] = None, tcp: O
     cls = service if isinstance(service, type) else type(service)
     if not issubclass(cls, ServerMethodsBase):
         raise TypeError(f"{cls.__name__} is not a ServerMethodsBase subclass")
-    running = RunningService(service, workers, scope or new_scope(), tcp, secret, in_process,
+    running = RunningService(service, workers, scope or naming.default_scope(), tcp, secret, in_process,
                              allow_insecure, start_timeout, name, tcp_options)
     return running.start()

@@ -6,8 +6,10 @@ import threading
 import time
 from typing import Any, Optional, Sequence
 
-from .. import dispatch, naming, serialisers
+from .. import dispatch, serialisers
+from ..scope_resolution import resolve_scope
 from ..errors import MethodNotFound, ServiceUnavailable
+from ..provider import ProviderMethods
 from .channel import ClientChannel
 from .events import ShmSubscription
 from .service_segment import ServiceSegment
@@ -23,7 +25,7 @@ def _service_name(service: Any) -> str:
     return service.service_name()
 
 
-class SHMClient:
+class SHMClient(ProviderMethods):
     """A connection to one service over shared memory. Safe to share between threads: each
     thread gets its own channel. After fork, the child makes its own channels."""
 
@@ -33,7 +35,8 @@ class SHMClient:
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  unavailable_after: float = DEFAULT_UNAVAILABLE_AFTER):
         self.service_name = _service_name(service)
-        self.scope = naming.check_scope(scope or naming.default_scope())
+        self._scope_given = scope  # None: found again while waiting (the supervisor may start later)
+        self.scope = resolve_scope(self.service_name, scope)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.unavailable_after = unavailable_after
@@ -53,6 +56,12 @@ class SHMClient:
             try:
                 return ServiceSegment.open(self.scope, self.service_name)
             except ServiceUnavailable:
+                if self._scope_given is None:
+                    self.scope = resolve_scope(self.service_name)
+                    try:
+                        return ServiceSegment.open(self.scope, self.service_name)
+                    except ServiceUnavailable:
+                        pass
                 if time.monotonic() >= deadline:
                     raise ServiceUnavailable(
                         f"service {self.service_name!r} is not running in scope {self.scope!r} "

@@ -33,7 +33,7 @@ from ..monitoring.log_store import LogReader
 from ..monitoring.metrics_store import MetricsStore
 from . import service_pool as sp_mod
 from .config import Config, ConfigError, config_diff, load_config
-from .control_service import ControlService, UnknownService
+from .control_service import CONTROL_SERVICE_NAME, ControlService, UnknownService
 from .helper_process import start_helper
 from .restart_policy import RestartPolicy
 from .service_pool import FAILED, RUNNING, STOPPED, ServicePool
@@ -252,8 +252,13 @@ class Arbiter:
                          control_address=self.control.shm_address,
                          control_tcp_address=self.control.tcp_address,
                          control_secret=self.control_secret, web_monitor=self.web_url, started_at=self.started_at,
-                         log_dir=self.config.supervisor.log_dir)
+                         log_dir=self.config.supervisor.log_dir,
+                         services=self._served_names())
         self._web_url_written = self.web_url
+
+    def _served_names(self) -> list[str]:
+        """What the state file lists, so clients without a scope in their address find us."""
+        return sorted({CONTROL_SERVICE_NAME, *(sp.name for sp in self.pools.values())})
 
     def _teardown(self) -> None:
         self._accepting = False
@@ -299,7 +304,8 @@ class Arbiter:
             self._collect_metrics()
             self._sweep_dead_clients()
             self._supervise_web_monitor()
-            if self.web_url != self._web_url_written:
+            if (self.web_url != self._web_url_written
+                    or self._served_names() != self.state.data.get("services")):
                 self._write_state()
             if self.phase == "stopping" and self._advance_stop():
                 return

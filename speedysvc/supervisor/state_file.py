@@ -5,7 +5,12 @@ it when the process dies, even by SIGKILL), so a second supervisor of the same s
 without trusting a possibly stale pid. The JSON file says where the control API listens:
 
     {"pid", "pid_started", "scope", "ini", "control_address", "control_tcp_address",
-     "web_monitor", "started_at"}
+     "web_monitor", "started_at", "log_dir", "services"}
+
+`services` lists the names the supervisor serves, so a client whose address names no scope
+can find the one supervisor serving its service (speedysvc.scope_resolution). A supervisor
+whose runtime_dir is not the default one also writes `<default runtime dir>/elsewhere/<scope>.path`
+holding the path of its state file, so tools that only know the default directory find it.
 """
 from __future__ import annotations
 
@@ -34,6 +39,11 @@ def state_path(runtime_dir: str, scope: str) -> str:
     return os.path.join(runtime_dir, f"{scope}.json")
 
 
+def pointer_path(scope: str) -> str:
+    """Where a supervisor with a non-default runtime_dir leaves the path of its state file."""
+    return os.path.join(default_runtime_dir(), "elsewhere", f"{scope}.path")
+
+
 def _process_started(pid: int) -> Optional[float]:
     try:
         return psutil.Process(pid).create_time()
@@ -51,6 +61,8 @@ class StateFile:
         self.lock_path = os.path.join(runtime_dir, f"{scope}.lock")
         self._lock_fd: Optional[int] = None
         self.data: dict[str, Any] = {}
+        elsewhere = os.path.abspath(runtime_dir) != os.path.abspath(default_runtime_dir())
+        self.pointer = pointer_path(scope) if elsewhere else None
 
     def acquire(self) -> None:
         """Take the scope's lock; raises AlreadyRunning naming the holder."""
@@ -82,16 +94,32 @@ class StateFile:
         with os.fdopen(fd, "w") as f:
             json.dump(self.data, f, indent=2)
         os.replace(tmp, self.path)
+        if self.pointer is not None:
+            self._write_pointer()
+
+    def _write_pointer(self) -> None:
+        assert self.pointer is not None
+        try:
+            os.makedirs(os.path.dirname(self.pointer), mode=0o700, exist_ok=True)
+            tmp = f"{self.pointer}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(os.path.abspath(self.path))
+            os.replace(tmp, self.pointer)
+        except OSError:  # only discovery suffers; SPEEDYSVC_SCOPE or shm://SCOPE still work
+            self.pointer = None
 
     def remove(self) -> None:
         """Remove the state file and release the lock (only if this process holds the lock:
         a refused second supervisor must not delete the first one's file)."""
         if self._lock_fd is None:
             return
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        for path in (self.path, self.pointer):
+            if path is None:
+                continue
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         os.close(self._lock_fd)
         self._lock_fd = None
 
@@ -133,5 +161,31 @@ def find(runtime_dir: Optional[str] = None, scope: Optional[str] = None) -> tupl
         if state is None:
             continue
         state["state_file"] = os.path.join(runtime_dir, name)
+        (live if is_alive(state) else stale).append(state)
+    return live, stale
+
+
+def find_all() -> tuple[list[dict], list[dict]]:
+    """(live, stale) supervisors of this user: those in the default runtime directory and
+    those elsewhere that left a pointer there."""
+    live, stale = find()
+    seen = {s["state_file"] for s in live + stale}
+    pointers = os.path.join(default_runtime_dir(), "elsewhere")
+    try:
+        names = sorted(n for n in os.listdir(pointers) if n.endswith(".path"))
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        try:
+            with open(os.path.join(pointers, name)) as f:
+                path = f.read().strip()
+        except OSError:
+            continue
+        if path in seen:
+            continue
+        state = read_state(path)
+        if state is None:
+            continue
+        state["state_file"] = path
         (live if is_alive(state) else stale).append(state)
     return live, stale

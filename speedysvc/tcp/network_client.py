@@ -20,6 +20,7 @@ from .. import dispatch, remote_errors, serialisers
 from ..errors import (AuthenticationError, CallTimeout, MethodNotFound, PayloadTooLarge, ProtocolError,
                       ServiceUnavailable, WorkerDied)
 from . import frames
+from ..provider import ProviderMethods
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -85,7 +86,7 @@ class _Connection:
             pass
 
 
-class NetworkClient:
+class NetworkClient(ProviderMethods):
     transport = "tcp"
 
     def __init__(self, service: Any, host: str = "127.0.0.1", port: Optional[int] = None, *,

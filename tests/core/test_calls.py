@@ -130,7 +130,7 @@ def check_timeouts(address):
         assert c.echo("after timeout") == "after timeout!"  # the late reply is not mistaken for this one
     with connect(Echo, address) as c:
         with pytest.raises(CallTimeout):
-            c.call("sleep", 3, _timeout=0.3)
+            c.call("sleep", [3], timeout=0.3)
 
 
 def test_service_not_running_gives_service_unavailable_after_bounded_wait(scope):

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from speedysvc import ServerMethodsBase, json_method, msgpack_method, pickle_method
+from speedysvc import ServerMethodsBase, json_method, msgpack_method, pickle_method, raw_method
 
 log = logging.getLogger("supervisor_services")
 _hoard: list = []
@@ -130,3 +130,36 @@ class CrashOnStart(ServerMethodsBase):
 
 class NotAService:
     """Named by a test .ini to provoke a configuration error."""
+
+
+class Greeter(ServerMethodsBase):
+    """Written the way the published speedysvc reference shows, for the client-forms tests."""
+    name = "greeter"
+    port = 17311
+
+    @msgpack_method
+    def greet(self, who: str, punctuation: str = "!"):
+        self.publish("greeted", {"who": who})
+        return f"hello {who}{punctuation}"
+
+    @raw_method
+    def reverse(self, data: bytes) -> bytes:
+        return bytes(data)[::-1]
+
+    @json_method
+    def add(self, a, b=10):
+        return a + b
+
+    @msgpack_method
+    def whoami(self):
+        return os.getpid()
+
+
+class Postman(ServerMethodsBase):
+    """Has a method named `send`, the name of the client's own helper: the remote one wins."""
+    name = "postman"
+    port = 17312
+
+    @msgpack_method
+    def send(self, message: str):
+        return f"sent {message}"
