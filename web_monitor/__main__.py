@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default: from --ini, else 127.0.0.1)")
     parser.add_argument("--port", help="port to listen on (default: from --ini, else 5155)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--scope", help="the supervisor's scope; connects to shm://SCOPE")
+    target.add_argument("--scope", help="the supervisor's scope; connects to shm://SCOPE (default: "
+                                        "the one running supervisor of this user)")
     target.add_argument("--control", metavar="ADDRESS",
                         help="the control service address, e.g. shm://SCOPE or tcp://127.0.0.1:PORT")
     parser.add_argument("--ini", metavar="FILE", help="read host, port and password_hash from "
@@ -51,14 +52,30 @@ def build_settings(args: argparse.Namespace) -> MonitorSettings:
     return MonitorSettings.from_section(section)
 
 
+def find_supervisor_scope() -> str:
+    """The scope to watch when none is given: SPEEDYSVC_SCOPE, else the one running
+    supervisor of this user (the same resolution clients use)."""
+    from speedysvc.errors import AmbiguousService
+    from speedysvc.scope_resolution import explicit_scope, resolve_scope, supervisors_serving
+    from speedysvc.supervisor.control_service import CONTROL_SERVICE_NAME
+    if explicit_scope() is None and not supervisors_serving(CONTROL_SERVICE_NAME):
+        raise LookupError("no running supervisor of this user was found; start one "
+                          "(python -m speedysvc FILE.ini), or pass --scope SCOPE or --control ADDRESS")
+    try:
+        return resolve_scope(CONTROL_SERVICE_NAME)
+    except AmbiguousService as exc:
+        raise LookupError(f"{exc}; pass --scope SCOPE") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not (args.scope or args.control):
-        print("python -m web_monitor: pass --scope SCOPE or --control ADDRESS to say which "
-              "supervisor to watch (its scope is in the supervisor's startup log and state file).",
-              file=sys.stderr)
-        return EXIT_CONFIG
+        try:
+            args.scope = find_supervisor_scope()
+        except LookupError as exc:
+            print(f"python -m web_monitor: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         settings = build_settings(args)
         from .app import create_app  # after the settings check, so its error comes first
