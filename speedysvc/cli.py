@@ -152,6 +152,8 @@ def format_status(status: dict) -> str:
                      s["tcp_address"] or "-"))
         if s.get("last_error") and s["status"] in ("failed", "starting", "running"):
             notes.append(f"  {s['name']}: last error: {s['last_error']}")
+            if s.get("last_traceback") and s["status"] != "running":
+                notes.extend("    " + line for line in s["last_traceback"].splitlines())
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines + notes)
@@ -275,28 +277,69 @@ def format_entry(e: dict) -> str:
     return f"{ts} {e['level']:<8} [{who} {e['stream']}] {e['message']}"
 
 
+def _show_entries(entries: list, as_json: bool) -> None:
+    for e in entries:
+        print(json.dumps(e) if as_json else format_entry(e), flush=True)
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
-    client = _connect(_one_target(args))
-
-    def show(entries: list) -> None:
-        for e in entries:
-            print(json.dumps(e) if args.json else format_entry(e), flush=True)
-
+    try:
+        state = _one_target(args)
+    except CliError as exc:
+        if exc.code != EXIT_NOT_RUNNING or not args.config:
+            raise
+        return _logs_from_files(args)  # a stopped deployment: its files tell the same
+    client = _connect(state)
     try:
         result = _call(client, "logs", args.name, lines=args.lines, text=args.grep,
                        level=args.level, after=None)
-        show(result["entries"])
+        _show_entries(result["entries"], args.json)
         cursor = result["cursor"]
         while args.follow:
             time.sleep(args.interval)
             result = _call(client, "logs", args.name, lines=1000, text=args.grep,
                            level=args.level, after=cursor)
-            show(result["entries"])
+            _show_entries(result["entries"], args.json)
             cursor = result["cursor"]
     except KeyboardInterrupt:
         pass
     finally:
         client.close()
+    return EXIT_OK
+
+
+def _logs_from_files(args: argparse.Namespace) -> int:
+    """`speedysvc logs -c FILE NAME` when no supervisor of FILE runs: read its log files."""
+    from .monitoring.log_store import LogReader
+    from .supervisor.config import ConfigError, load_config
+    from .supervisor.arbiter import SUPERVISOR_LOG
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise CliError(f"{args.config}:\n{exc}", EXIT_CONFIG) from None
+    places = {SUPERVISOR_LOG: (cfg.supervisor.log_dir, SUPERVISOR_LOG)}
+    for svc in cfg.services:
+        try:
+            name = svc.service_class().service_name()
+        except Exception:  # noqa: BLE001 - an unimportable class still has its section's logs
+            name = svc.name
+        places[name] = places[svc.name] = (svc.log_dir, name)
+    if args.name not in places:
+        raise CliError(f"{args.config} has no service named {args.name!r} (services: "
+                       f"{', '.join(sorted(places))})", EXIT_USAGE)
+    log_dir, name = places[args.name]
+    entries, cursor = LogReader(log_dir, name).query(lines=args.lines, text=args.grep, level=args.level)
+    if not entries and not args.json:
+        print(f"{PROG}: no log entries of {name!r} in {log_dir}", file=sys.stderr)
+    _show_entries(entries, args.json)
+    try:
+        while args.follow:  # a supervisor started meanwhile keeps writing the same files
+            time.sleep(args.interval)
+            more, cursor = LogReader(log_dir, name).query(lines=1000, text=args.grep,
+                                                          level=args.level, after=cursor)
+            _show_entries(more, args.json)
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
 
 

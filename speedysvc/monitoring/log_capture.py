@@ -8,6 +8,7 @@ and appends them to the service's log. The supervisor's own records about a serv
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -23,6 +24,9 @@ log = logging.getLogger("speedysvc.log_capture")
 
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 MAX_LINE = 64 * 1024
+# kept per live worker to show the traceback of a crash; bounded so chatty workers cost little
+RECENT_STDERR_LINES = 120
+MAX_KEPT_LINE = 2000
 # The format speedysvc.worker_main gives the logging module in a worker:
 # "2024-01-01 12:00:00,123 WARNING [echo w3 pid 4242] mymodule: message"
 _WORKER_RECORD = re.compile(
@@ -60,6 +64,7 @@ class ServiceLogs:
         self.writer = LogWriter(log_dir, name, max_bytes=max_bytes, backups=backups)
         self.min_rank = _RANK.get(level.upper(), 1)
         self._last_error: dict[Optional[int], str] = {}
+        self._recent_stderr: dict[int, collections.deque[str]] = {}
         self._eof: dict[int, threading.Event] = {}
 
     def reconfigure(self, log_dir: str, max_bytes: int, backups: int, level: str) -> None:
@@ -77,6 +82,11 @@ class ServiceLogs:
         rank = _RANK.get(record["level"], 3)
         if rank >= _RANK["ERROR"] and worker_id is not None:
             self._last_error[worker_id] = message
+        if stream == "stderr" and worker_id is not None:
+            recent = self._recent_stderr.get(worker_id)
+            if recent is None:
+                recent = self._recent_stderr[worker_id] = collections.deque(maxlen=RECENT_STDERR_LINES)
+            recent.append(message[:MAX_KEPT_LINE])
         if rank >= self.min_rank:
             self.writer.write(record)
 
@@ -110,10 +120,23 @@ class ServiceLogs:
             eof.wait(wait)
         return self._last_error.pop(worker_id, None)
 
+    def last_traceback(self, worker_id: int) -> Optional[str]:
+        """The last Python traceback a worker printed on stderr (call after last_error_line,
+        which waits for the pipe to be read to the end), or None."""
+        try:
+            recent = list(self._recent_stderr.pop(worker_id, ()))
+        except RuntimeError:  # the reader thread is still appending: its pipe did not close in time
+            return None
+        starts = [i for i, line in enumerate(recent) if line.startswith("Traceback (most recent call last)")]
+        if not starts:
+            return None
+        return "\n".join(recent[starts[-1]:])
+
     def forget(self, worker_id: int) -> None:
         """A worker stopped as asked: drop what was kept to explain a crash."""
         self._eof.pop(worker_id, None)
         self._last_error.pop(worker_id, None)
+        self._recent_stderr.pop(worker_id, None)
 
     def close(self) -> None:
         self.writer.close()

@@ -14,6 +14,7 @@ import importlib.util
 import ipaddress
 import os
 import sys
+import traceback
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Iterable
 
@@ -396,7 +397,8 @@ class _Loader:
         try:
             module = importlib.import_module(module_name)
         except (Exception, SystemExit) as e:  # a broken module may raise anything on import
-            self.problem(name, "import_from", expected, module_name, f"{type(e).__name__}: {e}")
+            self.problem(name, "import_from", expected, module_name,
+                         f"{type(e).__name__}: {e}{_where_raised(e)}")
             return None
         cls = getattr(module, name, None)
         if not isinstance(cls, type):
@@ -475,3 +477,14 @@ def _unrepr(line: str) -> str:
     except (ValueError, SyntaxError):
         return line
     return value if isinstance(value, str) else line
+
+
+def _where_raised(exc: BaseException) -> str:
+    """' at FILE, line N' of the user's code that raised during an import (not importlib's)."""
+    if isinstance(exc, SyntaxError):  # its message names the file and line already
+        return ""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "importlib" not in f.filename and not f.filename.startswith("<frozen")]
+    if not frames:
+        return ""
+    return f" at {frames[-1].filename}, line {frames[-1].lineno}"

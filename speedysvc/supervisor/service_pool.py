@@ -80,6 +80,8 @@ class ServicePool:
         self.started_at: Optional[float] = None   # wall clock, for the control API
         self.restarts = 0
         self.last_error: Optional[str] = None
+        self.last_traceback: Optional[str] = None  # of the last crash, shown in status
+        self._traceback_shown: Optional[str] = None
         self.last_scaling: Optional[str] = None
         self.restart_policy = RestartPolicy.from_service(config)
         self.scaling_state = scaling_policy.ScalingState()
@@ -111,6 +113,7 @@ class ServicePool:
         self.restart_policy.reset()
         self.scaling_state = scaling_policy.ScalingState()
         self.last_error = None
+        self.last_traceback = None
         self.fail_when_stopped = False
         self.spawn_not_before = 0.0
         self.retiring.clear()
@@ -327,6 +330,13 @@ class ServicePool:
             last = self.logs.last_error_line(w.worker_id) if self.logs is not None else None
             detail = f"worker {w.worker_id} (pid {w.pid}) {what}" + (f"; last error: {last}" if last else "")
             self.last_error = detail
+            tb = self.logs.last_traceback(w.worker_id) if self.logs is not None else None
+            if tb:
+                self.last_traceback = tb
+                if tb != self._traceback_shown:  # each new traceback once, not every restart
+                    self._traceback_shown = tb
+                    self.log.error("worker %d (pid %d) of %s crashed:\n%s", w.worker_id, w.pid,
+                                   self.name, tb)
             delay = self.restart_policy.record_crash(now)
             if delay is None:
                 message = (f"crash loop: {len(self.restart_policy.crashes)} crashes within "
@@ -547,6 +557,7 @@ class ServicePool:
             "cpu_percent": sum(w["cpu_percent"] for w in workers),
             "calls_per_s": totals.get("calls_per_s", 0.0), "errors": totals.get("errors", 0),
             "tcp_address": self.tcp_address, "last_error": self.last_error,
+            "last_traceback": self.last_traceback,
             "last_scaling": self.last_scaling,
         }
 
