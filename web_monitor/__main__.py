@@ -7,6 +7,7 @@ SPEEDYSVC_MONITOR_PASSWORD_HASH; off-loopback the monitor refuses to start witho
 from __future__ import annotations
 
 import argparse
+import errno
 import configparser
 import logging
 import signal
@@ -18,6 +19,7 @@ from .server import MonitorServer
 from .settings import SECTION, MonitorConfigError, MonitorSettings, check_port
 
 EXIT_CONFIG = 2
+EXIT_PORT_TAKEN = 3  # the supervisor does not retry these two: retrying cannot heal them
 
 
 def _ini_section(path: str) -> dict[str, str]:
@@ -87,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m web_monitor: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
         print(f"python -m web_monitor: cannot listen on {args.host or settings.host}:"
-              f"{settings.port}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+              f"{settings.port}: " + ("the port is already in use" if taken else str(exc)),
+              file=sys.stderr)
+        return EXIT_PORT_TAKEN if taken else EXIT_CONFIG
 
     stop = threading.Event()
     # The handlers only record the request; the main thread does the shutting down.

@@ -90,8 +90,11 @@ def charts(name: str) -> ResponseReturnValue:
         since, until = window_bounds(window)
     except ValueError as exc:
         raise _bad(f"{exc}.") from None
+    svc = access.find_service(access.call("Reading service status", "status"), name)
+    live = {str(w["worker_id"]) for w in svc.get("workers", [])}
     metrics = access.call(f"Reading metrics of {name!r}", "metrics", name, since=since, until=until)
-    figures = {key: figure_json(fig) for key, fig in service_figures(metrics, window).items()}
+    figures = {key: figure_json(fig)
+               for key, fig in service_figures(metrics, window, live_workers=live).items()}
     methods = sorted(metrics.get("methods") or [], key=lambda m: str(m.get("name")))
     return jsonify(window=window, window_label=WINDOWS[window][0], points=point_count(metrics),
                    figures=figures, methods=methods)

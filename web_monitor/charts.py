@@ -6,7 +6,7 @@ import json
 import math
 import time
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Optional, Sequence
 
 import plotly.graph_objects as go
 
@@ -121,9 +121,29 @@ def _worker_series(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, A
     return [(str(wid), data) for wid, data in sorted(workers.items(), key=key)]
 
 
-def service_figures(metrics: Mapping[str, Any], window: str,
-                    max_points: int = MAX_POINTS) -> dict[str, go.Figure]:
-    """Memory, CPU, calls/s and latency figures for one service's metrics."""
+# Workers that have exited stay in a chart's legend (hidden until clicked) so a recycled
+# worker's memory can still be looked at, but only the most recent few: a service that
+# restarted a hundred workers in a day would otherwise bury its live ones.
+GONE_WORKERS_SHOWN = 3
+
+
+def _keep_workers(workers: list[tuple[str, Mapping[str, Any]]],
+                  live: Optional[Collection[str]]) -> list[tuple[str, Mapping[str, Any], bool]]:
+    """(worker id, series, gone) for the live workers and the most recently seen gone ones."""
+    if live is None:
+        return [(wid, data, False) for wid, data in workers]
+    live = {str(w) for w in live}
+    gone = [(wid, data) for wid, data in workers if wid not in live]
+    gone.sort(key=lambda item: max(item[1].get("ts") or [0]), reverse=True)
+    recent_gone = {wid for wid, _ in gone[:GONE_WORKERS_SHOWN]}
+    return [(wid, data, wid not in live) for wid, data in workers
+            if wid in live or wid in recent_gone]
+
+
+def service_figures(metrics: Mapping[str, Any], window: str, max_points: int = MAX_POINTS,
+                    live_workers: Optional[Collection[str]] = None) -> dict[str, go.Figure]:
+    """Memory, CPU, calls/s and latency figures for one service's metrics. With
+    `live_workers`, exited workers are marked "(gone)", hidden, and only the latest few kept."""
     ts, totals = downsample(
         metrics.get("ts") or [],
         {key: metrics.get(key) or [] for key in
@@ -131,21 +151,22 @@ def service_figures(metrics: Mapping[str, Any], window: str,
         max_points, peak=("rss", "uss", "p99_ms", "errors"))
     x = _times(ts)
     workers = []
-    for wid, data in _worker_series(metrics):
+    for wid, data, gone in _keep_workers(_worker_series(metrics), live_workers):
         wts, wvalues = downsample(data.get("ts") or [],
                                   {key: data.get(key) or [] for key in ("rss", "uss", "cpu_percent")},
                                   max_points, peak=("rss", "uss"))
-        workers.append((wid, _times(wts), wvalues))
+        workers.append((f"{wid} (gone)" if gone else wid, _times(wts), wvalues, gone))
 
     memory = _figure("Memory", "MiB")
     memory.add_trace(go.Scatter(x=x, y=_rounded(totals["rss"], MIB), name="total RSS",
                                 line=dict(color=_COLOURS[0], width=2.5)))
     memory.add_trace(go.Scatter(x=x, y=_rounded(totals["uss"], MIB), name="total USS",
                                 line=dict(color=_COLOURS[1], width=2.5)))
-    for i, (wid, wx, wv) in enumerate(workers):
+    for i, (wid, wx, wv, gone) in enumerate(workers):
         colour = _COLOURS[(i + 2) % len(_COLOURS)]
         memory.add_trace(go.Scatter(x=wx, y=_rounded(wv["rss"], MIB), name=f"worker {wid} RSS",
-                                    line=dict(color=colour, width=1.2, dash="dot")))
+                                    line=dict(color=colour, width=1.2, dash="dot"),
+                                    visible="legendonly" if gone else True))
         memory.add_trace(go.Scatter(x=wx, y=_rounded(wv["uss"], MIB), name=f"worker {wid} USS",
                                     line=dict(color=colour, width=1.2, dash="dash"),
                                     visible="legendonly"))
@@ -153,10 +174,11 @@ def service_figures(metrics: Mapping[str, Any], window: str,
     cpu = _figure("CPU", "% of one core")
     cpu.add_trace(go.Scatter(x=x, y=_rounded(totals["cpu_percent"]), name="total",
                              line=dict(color=_COLOURS[0], width=2.5)))
-    for i, (wid, wx, wv) in enumerate(workers):
+    for i, (wid, wx, wv, gone) in enumerate(workers):
         cpu.add_trace(go.Scatter(x=wx, y=_rounded(wv["cpu_percent"]), name=f"worker {wid}",
                                  line=dict(color=_COLOURS[(i + 2) % len(_COLOURS)], width=1.2,
-                                           dash="dot")))
+                                           dash="dot"),
+                                 visible="legendonly" if gone else True))
 
     calls = _figure("Calls", "calls/s")
     calls.add_trace(go.Scatter(x=x, y=_rounded(totals["calls_per_s"]), name="calls/s",

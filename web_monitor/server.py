@@ -3,6 +3,7 @@ supervisor runs as a helper process, and the tests)."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 
 from flask import Flask
@@ -24,6 +25,15 @@ class _QuietHandler(WSGIRequestHandler):
             super().log_request(code, size)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Raise OSError(EADDRINUSE) when the port is taken: werkzeug would print and sys.exit(1),
+    which neither the supervisor nor an embedding program can tell from a crash."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug binds
+        probe.bind((host, port))
+
+
 class MonitorServer:
     """A threaded werkzeug server for one app. The monitor is a handful of users polling every
     few seconds, so werkzeug's server is enough and needs no extra dependency."""
@@ -31,6 +41,8 @@ class MonitorServer:
     def __init__(self, app: Flask, host: str, port: int) -> None:
         self.app = app
         self.host = host
+        if port:
+            _check_port_free(host, port)
         self._server: BaseWSGIServer = make_server(host, port, app, threaded=True,
                                                    request_handler=_QuietHandler)
         self._thread: threading.Thread | None = None

@@ -42,6 +42,10 @@ class ServiceSnapshot:
     retention: float = 86400.0
 
 
+# retention values of the snapshots that are messages to the collector thread, not samples
+_FORGET, _STOPPED = -1.0, -2.0
+
+
 @dataclass
 class _WorkerState:
     ts: float
@@ -50,6 +54,7 @@ class _WorkerState:
     io_read: int
     io_write: int
     stats: dict
+    pid: int = 0
 
 
 @dataclass
@@ -87,8 +92,13 @@ class Collector:
         self._queue.put(snapshot)
 
     def forget(self, service: str) -> None:
-        """The service stopped: its counters start again from zero next time."""
-        self._queue.put(ServiceSnapshot(service, time.time(), [], -1.0))
+        """The service is gone from the configuration: drop its counters."""
+        self._queue.put(ServiceSnapshot(service, time.time(), [], _FORGET))
+
+    def stopped(self, service: str) -> None:
+        """The service stopped: its workers' counts stay in its totals (errors and calls count
+        since the supervisor started, across restarts of the service)."""
+        self._queue.put(ServiceSnapshot(service, time.time(), [], _STOPPED))
 
     def stop(self, timeout: float = 5.0) -> None:
         self._queue.put(None)
@@ -100,31 +110,52 @@ class Collector:
             if snapshot is None:
                 return
             try:
-                if snapshot.retention < 0:
+                if snapshot.retention == _FORGET:
                     self._services.pop(snapshot.service, None)
                     self.latest.pop(snapshot.service, None)
                     self.totals.pop(snapshot.service, None)
                     continue
+                if snapshot.retention == _STOPPED:
+                    self._retire_all(snapshot.service)
+                    continue
                 self.collect(snapshot)
             except Exception:  # noqa: BLE001 - a full disk must not stop the collector
                 log.exception("could not store the metrics of %s", snapshot.service)
+
+    def _retire_all(self, service: str) -> None:
+        state = self._services.get(service)
+        if state is None:
+            return
+        for wid in list(state.workers):
+            self._retire(state, wid)
+        self.latest.pop(service, None)
+        if service in self.totals:
+            self.totals[service] = {**self.totals[service], "calls_per_s": 0.0,
+                                    "errors": state.retired_errors, "calls": state.retired_calls}
+
+    @staticmethod
+    def _retire(state: "_ServiceState", wid: int) -> None:
+        """A worker exited: keep its counts in the service totals."""
+        gone = state.workers.pop(wid)
+        state.retired_calls += gone.calls
+        state.retired_errors += gone.errors
+        for method, (count, errors, buckets) in gone.stats.items():
+            acc = state.retired_methods.setdefault(method, [0, 0, {}])
+            acc[0] += count
+            acc[1] += errors
+            acc[2] = merge_buckets([acc[2], buckets])
 
     def collect(self, snap: ServiceSnapshot) -> None:
         """Sample the OS for the snapshot's processes and store one row per worker and method."""
         state = self._services.setdefault(snap.service, _ServiceState())
         rows: list[Any] = []
         latest: dict[int, dict] = {}
-        current = {w.worker_id for w in snap.workers}
+        # a worker is its id *and* its process: after a stop and start, worker 1 is a new process
+        # whose counters begin at 0, and the old one's counts must not be lost
+        current = {(w.worker_id, w.pid) for w in snap.workers}
         for wid in list(state.workers):
-            if wid not in current:  # exited: keep its counts in the service totals
-                gone = state.workers.pop(wid)
-                state.retired_calls += gone.calls
-                state.retired_errors += gone.errors
-                for method, (count, errors, buckets) in gone.stats.items():
-                    acc = state.retired_methods.setdefault(method, [0, 0, {}])
-                    acc[0] += count
-                    acc[1] += errors
-                    acc[2] = merge_buckets([acc[2], buckets])
+            if (wid, state.workers[wid].pid) not in current:
+                self._retire(state, wid)
         deltas: dict[str, list] = {}
         calls_per_s_total = 0.0
         for w in snap.workers:
@@ -159,7 +190,7 @@ class Collector:
                 prev = before.stats.get(method, [0, 0, {}]) if before else [0, 0, {}]
                 deltas.setdefault(method, []).append(_bucket_delta(buckets, prev[2]))
             state.workers[w.worker_id] = _WorkerState(snap.ts, w.calls, w.errors, io_read, io_write,
-                                                      w.stats)
+                                                      w.stats, w.pid)
         rows.extend(self._method_rows(snap, state, deltas))
         pids = {w.pid for w in snap.workers}
         for pid in self._pids.get(snap.service, set()) - pids:

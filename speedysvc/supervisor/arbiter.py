@@ -35,6 +35,7 @@ from . import service_pool as sp_mod
 from .config import Config, ConfigError, config_diff, load_config
 from .control_service import CONTROL_SERVICE_NAME, ControlService, UnknownService
 from .helper_process import start_helper
+from .ports import port_holder
 from .restart_policy import RestartPolicy
 from .service_pool import FAILED, RUNNING, STOPPED, ServicePool
 from .state_file import AlreadyRunning, StateFile
@@ -45,6 +46,9 @@ log = logging.getLogger("speedysvc.supervisor")
 EXIT_OK = 0
 EXIT_BOOT_FAILURE = 70   # EX_SOFTWARE
 SUPERVISOR_LOG = "speedysvc-supervisor"
+# exit codes of `python -m web_monitor` (web_monitor/__main__.py) that a restart cannot heal
+WEB_MONITOR_CONFIG_ERROR, WEB_MONITOR_PORT_TAKEN = 2, 3
+WEB_MONITOR_UNHEALABLE = (WEB_MONITOR_CONFIG_ERROR, WEB_MONITOR_PORT_TAKEN)
 CONTROL_THREADS = 3
 COMMAND_TIMEOUT_S = 30.0
 MAX_SLEEP_S = 1.0
@@ -476,7 +480,10 @@ class Arbiter:
         services = []
         for sp in self.pools.values():
             latest = self.collector.latest.get(sp.name, {}) if sp.pool is not None else {}
-            totals = self.collector.totals.get(sp.name, {}) if sp.pool is not None else {}
+            # errors and calls count since the supervisor started, across restarts of the service
+            totals = dict(self.collector.totals.get(sp.name, {}))
+            if sp.pool is None:
+                totals["calls_per_s"] = 0.0
             services.append(sp.status_dict(latest, totals))
         return {"supervisor": {"pid": os.getpid(), "scope": self.scope, "ini": self.config.path,
                                "started_at": self.started_at, "phase": self.phase,
@@ -499,7 +506,7 @@ class Arbiter:
         already = sp.pool is None
         message = sp.stop()
         if sp.pool is None:
-            self.collector.forget(sp.name)
+            self.collector.stopped(sp.name)
         return {"ok": not already, "message": message}
 
     def _cmd_restart(self, name: str) -> dict:
@@ -618,7 +625,7 @@ class Arbiter:
         for sp in self.pools.values():
             if sp.pool is None:
                 if self._next_collect.pop(sp.name, None) is not None:
-                    self.collector.forget(sp.name)
+                    self.collector.stopped(sp.name)
                 continue
             due = self._next_collect.setdefault(sp.name, now)
             if now < due:
@@ -641,6 +648,11 @@ class Arbiter:
             self.web_url = None
             if self.phase == "stopping":
                 return
+            if code in WEB_MONITOR_UNHEALABLE:
+                log.error("the web monitor cannot start: %s; not retrying (fix it, then "
+                          "`speedysvc reload`)", self._web_failure(code))
+                self._web_start_at = None
+                return
             delay = self._web_policy.record_crash(now)
             if delay is None:
                 log.error("the web monitor keeps exiting (last exit code %s); not restarting it. "
@@ -659,6 +671,14 @@ class Arbiter:
                 log.info("[web monitor] is enabled but the web_monitor package is not installed")
                 return
             self._start_web_monitor()
+
+    def _web_failure(self, code: int) -> str:
+        web_cfg = self.config.web_monitor
+        if code != WEB_MONITOR_PORT_TAKEN:
+            return f"its configuration is invalid (exit code {code}; its output is in the supervisor log)"
+        holder = port_holder(web_cfg.port)
+        return (f"port {web_cfg.port} on {web_cfg.host} is already in use"
+                + (f" by {holder}" if holder else "") + " ([web monitor] port)")
 
     def _start_web_monitor(self) -> None:
         web_cfg = self.config.web_monitor

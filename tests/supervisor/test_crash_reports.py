@@ -58,3 +58,25 @@ def test_a_module_that_fails_to_import_is_named_with_file_and_line(tmp_path):
     assert result.returncode == 78
     assert "RuntimeError: no database here" in result.stderr
     assert f"{tmp_path}/broken_module.py, line 4" in result.stderr
+
+
+def test_a_web_monitor_port_in_use_is_named_and_not_retried(make_supervisor):
+    import socket
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        sup = make_supervisor({"Work": {}}, web_monitor={"enabled": "true", "port": str(port)})
+        sup.start()
+        wait_until(lambda: "cannot start" in sup.log_text(), 30,
+                   message="the supervisor to report the web monitor's failure")
+        text = sup.log_text()
+        assert f"port {port} on 127.0.0.1 is already in use" in text
+        assert f"pid {os.getpid()}" in text  # who holds it
+        assert "not retrying" in text
+        # the failure is reported as soon as the monitor exits; the old code scheduled a retry then
+        assert "restarting it in" not in text
+        assert sup.status()["supervisor"]["web_monitor"] is None
+    finally:
+        holder.close()

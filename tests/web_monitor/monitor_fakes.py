@@ -61,10 +61,10 @@ class FakeControl:
             svc["next_worker"] += 1
 
     def emit(self, name: str, message: str, stream: str = "stdout", level: str = "info",
-             worker_id: int = 0) -> int:
+             worker_id: int | None = 0) -> int:
         with self._lock:
             cursor = next(self._cursor)
-            self._log.append({"cursor": cursor, "ts": self.clock(), "pid": 40000 + worker_id,
+            self._log.append({"cursor": cursor, "ts": self.clock(), "pid": 40000 + (worker_id or 0),
                               "worker_id": worker_id, "stream": stream, "level": level,
                               "message": message, "service": name})
             return cursor

@@ -52,11 +52,14 @@ def test_start_and_stop_are_offered_only_when_they_apply(page, live_server, fake
     echo = page.locator('tr[data-service="echo"]')
     assert echo.locator('[data-action="start"]').is_disabled()   # running: nothing to start
     assert echo.locator('[data-action="stop"]').is_enabled()
+    assert echo.locator('[data-action="restart"]').is_enabled()
     fake_control.stop("echo")                                       # the status changes live...
     page.wait_for_function("""() => !document.querySelector('tr[data-service="echo"] [data-action="start"]')
                                       .disabled""")
     assert echo.locator('[data-action="stop"]').is_disabled()       # ...and so do the buttons
-    assert echo.locator('[data-action="restart"]').is_enabled()
+    assert echo.locator('[data-action="restart"]').is_disabled()    # nothing running to restart
+    page.reload()                                                   # and so does the page itself
+    assert page.locator('tr[data-service="echo"] [data-action="restart"]').is_disabled()
 
 
 def test_service_page_charts_have_data_points(page, live_server):
@@ -89,6 +92,16 @@ def test_log_tail_follows_new_lines_and_tells_streams_apart(page, live_server, f
     stderr = page.locator("#log .entry.stderr:has-text('complaint on stderr')")
     stderr.wait_for()
     assert stderr.locator(".stream").inner_text() == "stderr"
+
+
+def test_the_supervisors_own_lines_say_supervisor_not_a_worker(page, live_server, fake_control):
+    page.goto(live_server.url + "/services/echo")
+    page.wait_for_selector("#log .entry")
+    fake_control.emit("echo", "starting echo with 1 worker(s)", stream="log", worker_id=None)
+    line = page.locator("#log .entry:has-text('starting echo with 1 worker')")
+    line.wait_for()
+    assert line.locator(".w").inner_text().startswith("supervisor")
+    assert "w?" not in page.locator("#log").inner_text()
 
 
 def test_log_search_and_level_filter(page, live_server, fake_control):

@@ -55,3 +55,17 @@ def test_sparkline_is_small_and_bare():
     fig = sparkline(FakeControl().metrics("echo"))
     assert fig.layout.height == 36 and fig.layout.xaxis.visible is False
     assert len(fig.data[0].y) <= 60
+
+
+def test_gone_workers_are_marked_hidden_and_only_the_latest_few_kept():
+    series = lambda t: {"ts": [t], "rss": [1.0], "uss": [1.0], "cpu_percent": [1.0]}  # noqa: E731
+    metrics = {"ts": [1.0], "rss": [1], "uss": [1], "cpu_percent": [1], "calls_per_s": [0],
+               "errors": [0], "p50_ms": [0], "p99_ms": [0],
+               "workers": {str(w): series(float(w)) for w in range(1, 11)}}  # 10 workers seen
+    figures = service_figures(metrics, "5m", live_workers={"9", "10"})
+    names = [t.name for t in figures["cpu"].data]
+    assert "worker 9" in names and "worker 10" in names
+    gone = [t for t in figures["cpu"].data if "(gone)" in (t.name or "")]
+    assert [t.name for t in gone] == ["worker 6 (gone)", "worker 7 (gone)", "worker 8 (gone)"]
+    assert all(t.visible == "legendonly" for t in gone)
+    assert "worker 1 (gone)" not in names

@@ -116,3 +116,12 @@ TESTED_ENDPOINTS = {
 
 def test_every_route_has_tests(app):
     assert {rule.endpoint for rule in app.url_map.iter_rules()} == set(TESTED_ENDPOINTS)
+
+
+def test_stop_confirmation_counts_workers_in_plain_english(client, fake_control):
+    fake_control.scale("echo", 1)
+    one = client.get("/services/echo/stop").get_data(as_text=True)
+    assert "The worker process of <b>echo</b>" in one and "All 1 worker" not in one
+    fake_control.scale("echo", 3)
+    three = client.get("/services/echo/stop").get_data(as_text=True)
+    assert "All 3 worker processes of <b>echo</b>" in three

@@ -74,7 +74,7 @@ window.Monitor = (function () {
       root.querySelectorAll('[data-action="start"]').forEach(function (b) {
         b.disabled = status === "running" || status === "starting";
       });
-      root.querySelectorAll('[data-action="stop"]').forEach(function (b) {
+      root.querySelectorAll('[data-action="stop"], [data-action="restart"]').forEach(function (b) {
         b.disabled = status === "stopped" || status === "failed";
       });
     }

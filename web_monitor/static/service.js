@@ -98,7 +98,7 @@
     s.appendChild(E("span", {"class": "stream stream-" + stream}, stream));
     div.appendChild(s);
     div.appendChild(E("span", {"class": "level-" + String(e.level || "").toLowerCase()}, e.level || ""));
-    div.appendChild(E("span", {"class": "w", title: "pid " + e.pid}, "w" + (e.worker_id ?? "?") + " " + (e.pid ?? "")));
+    div.appendChild(E("span", {"class": "w", title: "pid " + e.pid}, (e.worker_id == null ? "supervisor" : "w" + e.worker_id) + " " + (e.pid ?? "")));
     div.appendChild(E("span", {"class": "msg"}, e.message));
     return div;
   }
