@@ -230,3 +230,26 @@ def test_a_supervisor_with_its_own_runtime_dir_is_found(tmp_path, scope):
 
 
 assert HERE  # the harness puts tests/supervisor on the workers' path
+
+
+def test_the_web_monitor_without_scope_watches_the_one_running_supervisor(greeter_supervisor):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    environment = dict(greeter_supervisor.env)
+    environment.pop("SPEEDYSVC_SCOPE", None)
+    monitor = subprocess.Popen([sys.executable, "-m", "web_monitor", "--port", str(port)], cwd=REPO,
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        line = monitor.stdout.readline()
+        assert f"watching shm://{greeter_supervisor.scope}" in line, monitor.stderr.read()
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as response:
+            assert json.loads(response.read())["ok"] is True
+    finally:
+        monitor.terminate()
+        monitor.wait(15)
+        monitor.stdout.close()
+        monitor.stderr.close()

@@ -58,9 +58,11 @@ def test_monitor_refuses_public_host_without_password():
     assert "Refusing to serve the web monitor on '0.0.0.0' without a password" in result.stderr
 
 
-def test_monitor_needs_a_target():
-    result = run(["-m", "web_monitor"])
-    assert result.returncode == 2 and "--scope SCOPE or --control ADDRESS" in result.stderr
+def test_monitor_without_a_target_and_no_supervisor_running_says_what_to_do(tmp_path):
+    result = run(["-m", "web_monitor"], env={"XDG_RUNTIME_DIR": str(tmp_path), "SPEEDYSVC_SCOPE": ""})
+    assert result.returncode == 2
+    assert "no running supervisor" in result.stderr
+    assert "--scope SCOPE or --control ADDRESS" in result.stderr
 
 
 def test_monitor_reads_ini_and_refuses_a_plain_password(tmp_path):
