@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import errno
+import faulthandler
 import importlib
 import logging
 import os
 import signal
 import sys
 import threading
+import traceback
+from typing import Optional
 
 from .dispatch import Dispatcher
+from .exit_codes import WORKER_CANNOT_HEAL
 from .methods import create_instance
 from .shm.events import EventRing
 from .shm.service_segment import ServiceSegment
@@ -110,5 +115,34 @@ def start_tcp(args: argparse.Namespace, worker: ShmWorker, dispatcher: Dispatche
                      compression=args.tcp_compression).start()
 
 
+def cannot_heal(exc: BaseException) -> Optional[str]:
+    """Why restarting a worker that failed with `exc` would not help, or None if it might."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ImportError, SyntaxError)):
+            return "its code does not import"
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
+            return "an address it binds is already in use"
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None
+
+
+def run() -> int:
+    """main(), telling the pool (by exit code) when a start failure is not worth retrying."""
+    # a hung worker's stacks, written to its log when the supervisor sends SIGUSR1 before SIGKILL
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    try:
+        return main()
+    except Exception as exc:
+        reason = cannot_heal(exc)
+        if reason is None:
+            raise
+        traceback.print_exc()
+        print(f"speedysvc worker cannot start: {reason}: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+        return WORKER_CANNOT_HEAL
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

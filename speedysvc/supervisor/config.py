@@ -205,6 +205,7 @@ class _Loader:
         defaults, def_failed = self._convert(def_name, def_raw, options_for(SERVICE), defaults=True)
 
         sup_values.setdefault("scope", default_scope(self.abspath))
+        self._scope = sup_values["scope"]
         if "log_dir" not in sup_values:
             sup_values["log_dir"] = (defaults.get("log_dir")
                                      or self._default(options_for(SERVICE)["log_dir"]))
@@ -281,6 +282,9 @@ class _Loader:
 
     def _default(self, option: Option) -> Any:
         value = option.default_value()
+        if option.name == "log_dir" and getattr(self, "_scope", None):
+            # one directory per deployment: two copies of one .ini never share log files
+            value = os.path.join(value, str(self._scope))
         return self._resolve_path(option, value)
 
     def _resolve_path(self, option: Option, value: Any) -> Any:
@@ -484,7 +488,8 @@ def _where_raised(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):  # its message names the file and line already
         return ""
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "importlib" not in f.filename and not f.filename.startswith("<frozen")]
+              if f.filename != __file__ and "importlib" not in f.filename
+              and not f.filename.startswith("<frozen")]
     if not frames:
         return ""
     return f" at {frames[-1].filename}, line {frames[-1].lineno}"

@@ -147,6 +147,8 @@ OPTIONS: tuple[Option, ...] = (
              "Crashes within crash_loop_window that mark the service failed"),
     _service("crash_loop_window", c.duration, "60s", "Window for crash_loop_restarts",
              minimum=1.0),
+    _service("crash_loop_backoff", c.duration, "5m",
+             "Time a service failed by a crash loop waits before it is started again; 0 = never"),
     _service("worker_hang_timeout", c.duration, "30s",
              "Missed-heartbeat time after which a worker is killed; 0 = never"),
     _service("start_timeout", c.duration, "30s", "Time a worker has to become ready",
@@ -156,7 +158,7 @@ OPTIONS: tuple[Option, ...] = (
     # --- logs and metrics
     _service("log_dir", c.path, _default_log_dir,
              "Directory of the service's log files", is_path=True,
-             default_help="<tmp>/speedysvc_logs"),
+             default_help="<tmp>/speedysvc_logs/<scope>"),
     _service("log_level", c.log_level, "INFO", "Lowest level of log records kept"),
     _service("log_max_bytes", c.byte_size, "10MiB",
              "Size at which a log file is rotated; 0 = never"),

@@ -194,6 +194,15 @@ class WorkerPool:
         except ProcessLookupError:
             pass
 
+    def dump_stacks(self, worker: WorkerProcess) -> bool:
+        """Ask a worker to write every thread's Python stack to its stderr (faulthandler on
+        SIGUSR1, installed by worker_main); False when it is already gone."""
+        try:
+            os.kill(worker.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return False
+        return True
+
     def kill(self, worker: WorkerProcess) -> None:
         try:
             worker.popen.kill()

@@ -3,8 +3,9 @@ detection, as a small pure object driven by the caller's clock.
 
 A crash doubles the delay before the next start (restart_backoff_initial, capped at
 restart_backoff_max); a quiet crash_loop_window resets the doubling. crash_loop_restarts
-crashes inside one crash_loop_window is a crash loop: the service is marked failed instead of
-restarting for ever.
+crashes inside one crash_loop_window is a crash loop: the service is marked failed, and started
+again after crash_loop_backoff (a database that was down for ten minutes should not need a
+person to notice) -- or never, when that is 0.
 """
 from __future__ import annotations
 
@@ -19,13 +20,18 @@ class RestartPolicy:
     maximum: float
     loop_restarts: int
     loop_window: float
+    loop_backoff: float = 0.0
     crashes: deque = field(default_factory=deque)
     consecutive: int = 0
 
     @classmethod
     def from_service(cls, svc) -> "RestartPolicy":
         return cls(svc.restart_backoff_initial, svc.restart_backoff_max, svc.crash_loop_restarts,
-                   svc.crash_loop_window)
+                   svc.crash_loop_window, svc.crash_loop_backoff)
+
+    def retry_after_loop(self, now: float) -> Optional[float]:
+        """When a service failed by a crash loop at `now` is started again (None: never)."""
+        return now + self.loop_backoff if self.loop_backoff > 0 else None
 
     def record_crash(self, now: float) -> Optional[float]:
         """Note a crash; returns the delay before the next start, or None for a crash loop."""
@@ -46,3 +52,4 @@ class RestartPolicy:
     def update_settings(self, svc) -> None:
         self.initial, self.maximum = svc.restart_backoff_initial, svc.restart_backoff_max
         self.loop_restarts, self.loop_window = svc.crash_loop_restarts, svc.crash_loop_window
+        self.loop_backoff = svc.crash_loop_backoff

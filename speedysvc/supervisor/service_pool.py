@@ -23,12 +23,14 @@ import os
 import subprocess
 from typing import Any, Callable, Optional
 
+from ..exit_codes import WORKER_CANNOT_HEAL
 from ..shm import service_segment as ss
 from . import scaling_policy
 from .restart_policy import RestartPolicy
 from .system import System
 
 STARTING, RUNNING, STOPPING, STOPPED, FAILED = "starting", "running", "stopping", "stopped", "failed"
+HANG_DUMP_GRACE_S = 0.5  # time a hung worker gets to write its stacks before SIGKILL
 
 # Options a reload applies to a running service without touching its workers.
 LIVE_OPTIONS = frozenset({
@@ -36,6 +38,7 @@ LIVE_OPTIONS = frozenset({
     "scale_up_queue", "scale_up_intervals", "scale_down_intervals", "scale_up_cooldown",
     "scale_down_cooldown", "scale_step_max", "scale_up_max_cpu", "max_proc_mem_bytes",
     "restart_backoff_initial", "restart_backoff_max", "crash_loop_restarts", "crash_loop_window",
+    "crash_loop_backoff",
     "worker_hang_timeout", "start_timeout", "graceful_timeout", "log_level", "metrics_interval",
     "metrics_retention", "wait_until_completed", "log_dir", "log_max_bytes", "log_backups"})
 
@@ -81,6 +84,8 @@ class ServicePool:
         self.restarts = 0
         self.last_error: Optional[str] = None
         self.last_traceback: Optional[str] = None  # of the last crash, shown in status
+        self.retry_at: Optional[float] = None      # a crash loop's automatic start (monotonic)
+        self._kill_after: dict[int, float] = {}     # hung workers dumping their stacks first
         self._traceback_shown: Optional[str] = None
         self.last_scaling: Optional[str] = None
         self.restart_policy = RestartPolicy.from_service(config)
@@ -103,7 +108,9 @@ class ServicePool:
         self._last_hold_reason: Optional[str] = None
 
     # -- commands (main-loop thread) ---------------------------------------------------
-    def start(self) -> str:
+    def start(self, keep_error: bool = False) -> str:
+        """Start the workers; `keep_error` keeps the last error visible (an automatic retry)."""
+        self.retry_at = None
         if self.status in (RUNNING, STARTING):
             return f"{self.name} is already {self.status}"
         if self.status == STOPPING:
@@ -112,8 +119,9 @@ class ServicePool:
         now = self.system.monotonic()
         self.restart_policy.reset()
         self.scaling_state = scaling_policy.ScalingState()
-        self.last_error = None
-        self.last_traceback = None
+        if not keep_error:
+            self.last_error = None
+            self.last_traceback = None
         self.fail_when_stopped = False
         self.spawn_not_before = 0.0
         self.retiring.clear()
@@ -242,6 +250,7 @@ class ServicePool:
     # -- the tick ------------------------------------------------------------------------
     def tick(self) -> None:
         if self.pool is None:
+            self._retry_after_crash_loop()
             return
         now = self.system.monotonic()
         self._reap(now)
@@ -268,7 +277,7 @@ class ServicePool:
         """Monotonic time by which tick() wants to run again."""
         now = self.system.monotonic()
         if self.pool is None:
-            return now + 3600
+            return self.retry_at if self.retry_at is not None else now + 3600
         if self.status in (STARTING, STOPPING) or self.retiring or any(
                 self._state(w) == ss.STARTING for w in self.pool.workers):
             return now + POLL_WHILE_CHANGING_S
@@ -337,10 +346,20 @@ class ServicePool:
                     self._traceback_shown = tb
                     self.log.error("worker %d (pid %d) of %s crashed:\n%s", w.worker_id, w.pid,
                                    self.name, tb)
+            if code == WORKER_CANNOT_HEAL:
+                message = (f"{detail}; restarting cannot help (fix the cause, then start "
+                           f"{self.name} again); marking {self.name} failed")
+                self.log.error("%s", message)
+                self.stop(fail_reason=message)
+                return
             delay = self.restart_policy.record_crash(now)
             if delay is None:
+                self.retry_at = self.restart_policy.retry_after_loop(now)
+                then = (f"starting it again in {self.config.crash_loop_backoff:g}s"
+                        if self.retry_at is not None else "not starting it again (crash_loop_backoff 0)")
                 message = (f"crash loop: {len(self.restart_policy.crashes)} crashes within "
-                           f"{self.config.crash_loop_window:g}s ({detail}); marking {self.name} failed")
+                           f"{self.config.crash_loop_window:g}s ({detail}); marking {self.name} "
+                           f"failed, {then}")
                 self.log.error("%s", message)
                 self.stop(fail_reason=message)
                 return
@@ -355,6 +374,8 @@ class ServicePool:
                                   f"{self.config.start_timeout:g}s")
 
     def _check_hung(self, now: float) -> None:
+        if self._kill_after:
+            self._kill_dumped(now)
         timeout = self.config.worker_hang_timeout
         if not timeout:
             return
@@ -372,12 +393,12 @@ class ServicePool:
                 since = seg.worker_word(w.slot, ss.W_BUSY_SINCE_NS)
                 if since and wall - since > limit:
                     self._kill(w, f"hung: one call has run for {(wall - since) / 1e9:.1f}s "
-                                  f"(worker_hang_timeout {timeout:g}s)")
+                                  f"(worker_hang_timeout {timeout:g}s)", dump_stacks=True)
             elif state == ss.IDLE:
                 beat = seg.worker_word(w.slot, ss.W_HEARTBEAT_NS)
                 if beat and wall - beat > limit:
                     self._kill(w, f"hung: no heartbeat for {(wall - beat) / 1e9:.1f}s "
-                                  f"(worker_hang_timeout {timeout:g}s)")
+                                  f"(worker_hang_timeout {timeout:g}s)", dump_stacks=True)
 
     def _check_memory(self, now: float) -> None:
         limit = self.config.max_proc_mem_bytes
@@ -394,10 +415,33 @@ class ServicePool:
                                  "replacing it gracefully", w.worker_id, w.pid, rss >> 20, limit >> 20)
                 self.restarts += 1
 
-    def _kill(self, w: Any, reason: str) -> None:
+    def _kill(self, w: Any, reason: str, dump_stacks: bool = False) -> None:
         self.kill_reasons[w.worker_id] = reason
+        dump = getattr(self.pool, "dump_stacks", None)
+        if dump_stacks and dump is not None and dump(w):
+            # faulthandler writes every thread's stack to the worker's stderr (its log) first
+            self.log.error("worker %d (pid %d) %s; its Python stacks go to its log, then it is "
+                           "killed", w.worker_id, w.pid, reason)
+            self._kill_after[w.worker_id] = self.system.monotonic() + HANG_DUMP_GRACE_S
+            return
         self.log.error("worker %d (pid %d) %s; killing it", w.worker_id, w.pid, reason)
         self.pool.kill(w)
+
+    def _kill_dumped(self, now: float) -> None:
+        for w in self.pool.workers:
+            due = self._kill_after.get(w.worker_id)
+            if due is not None and (now >= due or not w.alive()):
+                del self._kill_after[w.worker_id]
+                self.pool.kill(w)
+
+    def _retry_after_crash_loop(self) -> None:
+        if self.status != FAILED or self.retry_at is None or self.shutting_down:
+            return
+        if self.system.monotonic() < self.retry_at:
+            return
+        self.log.warning("%s failed in a crash loop %gs ago; starting it again", self.name,
+                         self.config.crash_loop_backoff)
+        self.start(keep_error=True)
 
     def _reconcile(self, now: float) -> None:
         if self.status not in (STARTING, RUNNING) or self.shutting_down:
@@ -558,6 +602,8 @@ class ServicePool:
             "calls_per_s": totals.get("calls_per_s", 0.0), "errors": totals.get("errors", 0),
             "tcp_address": self.tcp_address, "last_error": self.last_error,
             "last_traceback": self.last_traceback,
+            "retry_in_s": (max(0.0, self.retry_at - self.system.monotonic())
+                           if self.retry_at is not None and self.status == FAILED else None),
             "last_scaling": self.last_scaling,
         }
 

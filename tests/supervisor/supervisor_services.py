@@ -163,3 +163,20 @@ class Postman(ServerMethodsBase):
     @msgpack_method
     def send(self, message: str):
         return f"sent {message}"
+
+
+class PortBinder(ServerMethodsBase):
+    """Binds the TCP port named by SPEEDYSVC_TEST_BIND_PORT when it starts (as the device
+    simulator binds its ZeroMQ ports): a taken port is a failure restarting cannot heal."""
+    name = "portbinder"
+    port = 17313
+
+    def on_start(self):
+        import socket
+        _mark("portbinder-start")
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", int(os.environ["SPEEDYSVC_TEST_BIND_PORT"])))
+
+    @msgpack_method
+    def ping(self):
+        return os.getpid()

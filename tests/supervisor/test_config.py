@@ -413,7 +413,8 @@ def test_a_class_name_typo_gets_a_hint(tmp_path, mod):
 def test_a_module_failing_on_import_is_reported_with_its_error(tmp_path, mod, monkeypatch):
     (tmp_path / "lib" / f"{mod}_broken.py").write_text("raise RuntimeError('db is down')\n")
     lines, _ = errors_of(write_ini(tmp_path, f"[EchoServer]\nimport_from = {mod}_broken\n"))
-    assert lines[0].endswith("(RuntimeError: db is down)")
+    assert lines[0].endswith(f"(RuntimeError: db is down at {tmp_path / 'lib' / (mod + '_broken.py')}, "
+                             f"line 1)")
 
 
 def test_the_configparser_default_section_is_not_magic(tmp_path, mod):
