@@ -63,13 +63,14 @@ class ApiEventKind(IntEnum):
     tunnelFanOffEnd = 1238
 
     # -- session, trial and batch analysis
+    # (0.12's order, which iteration and resolve_enum's messages follow, not numeric order)
+    sessionStarted = 1331            # SessionStartedContext
+    sessionEnded = 1332              # SessionEndedContext
     trialStarted = 1301              # TrialStartedContext
     trialCaptureEnded = 1305         # SessionTrialContext
     trialEnded = 1311                # TrialEndedContext
     batchAnalysisStarted = 1321      # BatchAnalysisStartedContext
     batchAnalysisEnded = 1322        # BatchAnalysisEndedContext
-    sessionStarted = 1331            # SessionStartedContext
-    sessionEnded = 1332              # SessionEndedContext
 
     # -- load cell and force (IsEnabledContext unless noted)
     headfixLoadCellEnabledChanged = 1401

@@ -6,7 +6,6 @@ application written for it. Keys are snake_case here and camelCase on the wire.
 Kinds whose context is a status dataclass (systemStatus, detectorChanged,
 alarmChanged, animal*) use the dataclasses of `system_status`.
 """
-from __future__ import annotations
 
 from enum import Enum
 from typing import Any, List, Optional, Protocol, Sequence, TypedDict, Union
