@@ -307,14 +307,16 @@ def test_deviation_request_values_are_not_case_mangled(both):
     """0.12 decamelizes the whole request text, values included ("Hello_World" arrives
     as "hello__world"); ours converts the keys the same way and leaves values alone."""
     seen = {"reference": [], "ours": []}
-    body = {"command": 99999, "nonce": 6, "data": {"userName": "Hello_World", "camelValue": "someCamelCase"}}
+    body = {"command": 99999, "nonce": 6,
+            "data": {"userName": "Hello_World", "camelValue": "someCamelCase", "mode": "IN_TRAINING"}}
     for name, (api, service) in both.devices.items():
         service.command_request_delegate = _echoing_delegate(api, seen[name])
         both.peers[name].request(body)
     theirs, mine = seen["reference"][0].data, seen["ours"][0].data
-    assert list(mine) == list(theirs) == ["user_name", "camel_value"]
-    assert mine == {"user_name": "Hello_World", "camel_value": "someCamelCase"}
-    assert theirs != mine
+    assert list(mine) == list(theirs) == ["user_name", "camel_value", "mode"]
+    assert mine == {"user_name": "Hello_World", "camel_value": "someCamelCase", "mode": "IN_TRAINING"}
+    # resolve_enum(ApiApplicationMode, ...) cannot recognise 0.12's version of the mode name.
+    assert theirs["mode"] == "_i_n__trainin_g" and theirs != mine
 
 
 def test_deviation_the_first_heartbeat_goes_out_at_start(make_service, make_peer):
