@@ -30,9 +30,8 @@ START/STOP_ACQUISITION (UNRECOGNIZED) and USER_DEFINED (held: its result comes f
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import select
+import queue
 import signal
 import sys
 import threading
@@ -292,13 +291,20 @@ def _json(text: str) -> Any:
         raise InputError(f"not JSON: {text!r} ({exc})") from None
 
 
-def _readable(stream: TextIO, timeout: float) -> bool:
-    """Input is waiting (always True for a stream that is not a file, e.g. StringIO)."""
-    try:
-        stream.fileno()
-    except (AttributeError, io.UnsupportedOperation):
-        return True
-    return bool(select.select([stream], [], [], timeout)[0])
+def _lines(stream: TextIO) -> "queue.Queue[Optional[str]]":
+    """Lines of `stream` read on a thread (None at the end), so the input loop can also
+    notice a SIGTERM while nothing is typed."""
+    lines: "queue.Queue[Optional[str]]" = queue.Queue()
+
+    def read() -> None:
+        try:
+            for line in stream:
+                lines.put(line)
+        finally:
+            lines.put(None)
+
+    threading.Thread(target=read, name="client-application-input", daemon=True).start()
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,12 +335,14 @@ def main(argv: Optional[list] = None, stdin: TextIO = sys.stdin, stdout: TextIO 
     print(json.dumps({"ready": True, "identifier": service.identifier, "subscriber_port": service.subscriber_port,
                       "command_port": service.command_port}), file=stdout, flush=True)
     application.publish(ApiEventKind.applicationLaunched, {"version": VERSION})
+    lines = _lines(stdin)
     try:
         while not stop.is_set():
-            if not _readable(stdin, 0.25):
+            try:
+                line = lines.get(timeout=0.25)
+            except queue.Empty:
                 continue
-            line = stdin.readline()
-            if not line:
+            if line is None:
                 break  # end of input
             try:
                 if not application.run_line(line):
