@@ -236,3 +236,23 @@ def test_resolve_enum_agrees_on_every_member_and_prefix(name):
     theirs, mine = DEFINITIONS[name], getattr(ours, name)
     for text in _inputs(theirs):
         assert _outcome(ours.resolve_enum, mine, text) == _outcome(reference.resolve_enum, theirs, text), text
+
+
+@pytest.mark.parametrize("obj", [
+    {"command": 400, "nonce": 5, "custom_command": 2, "data": {"some_key": 1}},
+    {"command": 120, "data": {"mode": 300}},  # no nonce: 0
+    {"command": 1070},
+    {"nonce": 3},  # no command: None
+    {},
+])
+def test_command_request_parse_object_agrees(obj):
+    theirs, mine = reference.ApiCommandRequest.parse_object(obj), ours.ApiCommandRequest.parse_object(obj)
+    assert (mine is None) == (theirs is None)
+    if mine is not None:
+        assert dataclasses.asdict(mine) == dataclasses.asdict(theirs)
+
+
+def test_command_request_parse_bytes_agrees_on_keys():
+    raw = b'{"command": 1000, "customCommand": 4, "nonce": 9, "data": {"isEnabled": true, "innerList": [{"deepKey": 1}]}}'
+    theirs, mine = reference.ApiCommandRequest.parse_bytes(raw), ours.ApiCommandRequest.parse_bytes(raw)
+    assert dataclasses.asdict(mine) == dataclasses.asdict(theirs)
