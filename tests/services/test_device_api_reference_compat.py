@@ -20,7 +20,7 @@ import autotrainer.api as reference  # a hard import: the differential tests mus
 from autotrainer.api.api_options import RpcOptions as ReferenceRpcOptions
 
 import services.device_api as ours
-from device_api_peers import FAST_HEARTBEAT, HEARTBEAT_TOPIC_FRAME, ZmqPeer, wait_until
+from device_api_peers import FAST_HEARTBEAT, ZmqPeer, wait_until
 from reference_samples import WHEN, context_types_by_kind, event_dict
 from services.device_api.remote_client import ZmqDeviceClient
 

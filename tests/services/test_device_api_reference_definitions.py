@@ -18,6 +18,7 @@ import uuid
 from datetime import date, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import autotrainer.api as reference  # a hard import: the differential tests must run
 import autotrainer.api.event as reference_event
@@ -256,3 +257,18 @@ def test_command_request_parse_bytes_agrees_on_keys():
     raw = b'{"command": 1000, "customCommand": 4, "nonce": 9, "data": {"isEnabled": true, "innerList": [{"deepKey": 1}]}}'
     theirs, mine = reference.ApiCommandRequest.parse_bytes(raw), ours.ApiCommandRequest.parse_bytes(raw)
     assert dataclasses.asdict(mine) == dataclasses.asdict(theirs)
+
+
+# -- any JSON-like message: the same body (keys camelCased by 0.12's rules, values untouched) --------
+
+_keys = st.text(alphabet="abXY_-12 ", max_size=8)
+_scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | \
+    st.text(alphabet="aB_c-D 9", max_size=8)
+_messages = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=4),
+                         max_leaves=12)
+
+
+@settings(max_examples=400, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_keys, _messages, max_size=5))
+def test_any_message_body_is_identical(message):
+    assert encode_body(message)[1] == reference.RpcService.dictionary_to_json_bytes(message)
