@@ -9,24 +9,26 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_SEPARATORS = re.compile(r"[_\-]+")
+# A run of "-"/"_" after a character that is not one, and the character after the run:
+# the run goes and that character is upper-cased ("dcs_send_x" -> "dcsSendX").
+_SEPARATOR_RUN = re.compile(r"(?<=[^\-_])[\-_]+[^\-_]")
+_WHITESPACE = re.compile(r"\s+")
 # Boundaries where a snake_case word starts inside a camelCase key:
 # "innerKey" -> inner|Key, "HTTPServer" -> HTTP|Server, "key2Value" -> key2|Value.
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def camel_key(key: str) -> str:
-    """'dcs_send_x' -> 'dcsSendX'; keys without separators and CONSTANT_CASE stay as they are."""
-    stripped = key.lstrip("_")
-    leading = key[: len(key) - len(stripped)]
-    if not stripped or key.isupper() or not _SEPARATORS.search(stripped.rstrip("_-")):
+    """'dcs_send_x' -> 'dcsSendX', with 0.12's rules for keys: CONSTANT_CASE and numeric
+    keys stay; the first letter is lower-cased unless the key starts with two capitals
+    ('PascalCase' -> 'pascalCase', 'HTTP_server' -> 'HTTPServer'); whitespace is dropped;
+    leading and trailing underscores stay."""
+    compact = _WHITESPACE.sub("", key)
+    if compact.isupper() or compact.isnumeric():
         return key
-    trailing_len = len(stripped) - len(stripped.rstrip("_-"))
-    body = stripped[: len(stripped) - trailing_len]
-    trailing = stripped[len(body):]
-    words = [w for w in _SEPARATORS.split(body) if w]
-    first, rest = words[0], words[1:]
-    return leading + first[0].lower() + first[1:] + "".join(w[0].upper() + w[1:] for w in rest) + trailing
+    if compact and not compact[:2].isupper():
+        compact = compact[0].lower() + compact[1:]
+    return _SEPARATOR_RUN.sub(lambda match: match.group(0)[-1].upper(), compact)
 
 
 def snake_key(key: str) -> str:

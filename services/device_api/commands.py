@@ -32,6 +32,11 @@ class ApiCommand(IntEnum):
     SET_BATCH_TRIALS_ENABLED = 1090
     USER_DEFINED = 99999
 
+    @classmethod
+    def is_member(cls, value: Any) -> bool:
+        """True when `value` is the number of a member (0.12's helper)."""
+        return value in cls._value2member_map_
+
 
 class ApiCommandRequestResult(IntEnum):
     UNRECOGNIZED = 0
@@ -49,6 +54,10 @@ class ApiCommandRequestErrorKind(IntEnum):
     COMMAND_ERROR = 2
 
 
+# The seed document spells it this way; applications written from it keep working.
+ApiCommandReqeustResult = ApiCommandRequestResult
+
+
 # A command number a peer sent that this version does not name stays a plain int,
 # so applications can define their own commands without losing the number.
 CommandValue = Union[ApiCommand, int]
@@ -61,15 +70,34 @@ def resolve_command(value: int) -> CommandValue:
         return value
 
 
-@dataclass
+@dataclass(frozen=True)
 class ApiCommandRequest:
     command: CommandValue
     custom_command: int = -1
     nonce: int = -1
     data: Optional[Any] = None
 
+    @classmethod
+    def parse_bytes(cls, message: bytes) -> Optional["ApiCommandRequest"]:
+        """A request from its UTF-8 JSON; None when it has no command (as 0.12).
 
-@dataclass
+        Raises MalformedCommandRequest when it is not JSON or a field has the wrong type.
+        """
+        from .wire_format import parse_json_object
+
+        return cls.parse_object(parse_json_object(message))
+
+    @classmethod
+    def parse_object(cls, obj: Any) -> Optional["ApiCommandRequest"]:
+        """A request from its decoded JSON object; None when it has no command."""
+        from .wire_format import command_request_from_wire
+
+        if not isinstance(obj, dict) or "command" not in obj:
+            return None
+        return command_request_from_wire(obj)
+
+
+@dataclass(frozen=True)
 class ApiCommandRequestResponse:
     """What a command handler returns, and what send_command_result() publishes.
 

@@ -1,13 +1,36 @@
-"""Remote console: shows a device's events live and sends it commands.
+"""Remote console: shows a device's events live and sends it any ApiCommand, as a 0.12
+management service would (SUB to the event port, REQ to the command port), or through
+speedysvc.
 
-    python -m services.device_api.console                       # interactive, ZeroMQ 5556/5557
-    python -m services.device_api.console --send GET_STATUS     # one command, print the reply
+With example.ini (`python -m speedysvc example.ini` runs DeviceSimulatorService, a device
+bound to 127.0.0.1 PUB 5556 / REP 5557 and served as the speedysvc service device_simulator):
+
+    python -m services.device_api.console                          # interactive, ZeroMQ 5556/5557
+    python -m services.device_api.console --speedysvc shm://       # the same device through speedysvc
+    python -m services.device_api.console --send GET_STATUS        # one command, print the reply
     python -m services.device_api.console --send START_ACQUISITION --wait-result
-    python -m services.device_api.console --listen 10           # print events for 10 s
-    python -m services.device_api.console --speedysvc shm://SCOPE   # through speedysvc instead
+    python -m services.device_api.console --send SET_APPLICATION_MODE --data '{"mode": 300}'
+    python -m services.device_api.console --listen 10              # print events for 10 s
 
-Interactive commands: status, config, estop, resume, cmd NAME|NUMBER [JSON data],
-snapshot, result NONCE, help, quit.
+Next to example.ini, the interactive device application on other ports:
+
+    python -m services.device_api.client_application --pub-port 5566 --cmd-port 5567
+    python -m services.device_api.console --pub-port 5566 --cmd-port 5567
+
+`--speedysvc shm://` finds the scope (SPEEDYSVC_SCOPE, else the running supervisor's) and
+the device service in it (device_simulator, else device_api); shm://SCOPE, tcp://HOST:PORT
+and --service-name say it explicitly.
+
+Interactive input (COMMAND: a name, a unique name prefix or a number, any case):
+  COMMAND [ARG]          send it; ARG is JSON data, or for the mode commands a mode name
+                         (SET_APPLICATION_MODE IN_TRAINING) and for SET_*_ENABLED on/off
+  cmd COMMAND [ARG]      the same
+  status, config, estop, resume, animals    GET_STATUS, GET_CONFIGURATION, EMERGENCY_STOP,
+                         EMERGENCY_RESUME, GET_ANIMALS
+  commands               every ApiCommand with the data it takes
+  snapshot               the device's last heartbeat, status and emergency (extension)
+  result NONCE           the result of an asynchronous command, by nonce (extension)
+  help, quit
 """
 from __future__ import annotations
 
@@ -16,9 +39,11 @@ import json
 import sys
 import threading
 import time
-from typing import Any, Optional, Protocol, TextIO
+from typing import Any, Optional, Protocol, TextIO, Tuple
 
+from .application_modes import ApiApplicationMode, ApiTrainingMode
 from .commands import ApiCommand, ApiCommandRequestResult
+from .enum_resolution import resolve_enum
 from .events import ApiEventKind
 from .remote_client import ClientCurveKeys, CommandTimeout, ReceivedMessage, ZmqDeviceClient
 from .topics import ApiTopic
@@ -28,7 +53,35 @@ _SHORTCUTS = {
     "config": ApiCommand.GET_CONFIGURATION,
     "estop": ApiCommand.EMERGENCY_STOP,
     "resume": ApiCommand.EMERGENCY_RESUME,
+    "animals": ApiCommand.GET_ANIMALS,
 }
+
+# The request data each command takes (0.12's ApiCommand documentation).
+_MODE_COMMANDS = {ApiCommand.SET_APPLICATION_MODE: ApiApplicationMode, ApiCommand.SET_TRAINING_MODE: ApiTrainingMode}
+_ON, _OFF = ("on", "true", "yes", "1", "enable"), ("off", "false", "no", "0", "disable")
+
+
+def data_help(command: ApiCommand) -> str:
+    if command in _MODE_COMMANDS:
+        names = "|".join(m.name for m in _MODE_COMMANDS[command])
+        return f'{{"mode": N}} or {names}'
+    if 1000 <= command < 1100:
+        return '{"enabled": true|false} or on|off'
+    if command == ApiCommand.USER_DEFINED:
+        return "any JSON (and --custom-command N)"
+    return "no data"
+
+
+def command_data(command: int, text: str) -> Any:
+    """The request data of `command` from what was typed: JSON, a mode name, on/off."""
+    text = text.strip()
+    if not text:
+        return None
+    if command in _MODE_COMMANDS and not text.startswith("{"):
+        return {"mode": int(resolve_enum(_MODE_COMMANDS[ApiCommand(command)], text))}
+    if 1000 <= command < 1100 and text.lower() in _ON + _OFF:
+        return {"enabled": text.lower() in _ON}
+    return json.loads(text)
 
 
 class DeviceConnection(Protocol):
@@ -51,11 +104,12 @@ class UnknownCommand(ValueError):
 
 
 def parse_command(text: str) -> int:
+    """An ApiCommand by name (any case) or unique name prefix, or any command number."""
     if text.lstrip("-").isdigit():
         return int(text)
     try:
-        return ApiCommand[text.upper()]
-    except KeyError:
+        return resolve_enum(ApiCommand, text.upper())
+    except ValueError:
         names = ", ".join(c.name for c in ApiCommand)
         raise UnknownCommand(f"unknown command {text!r}; use a number or one of: {names}") from None
 
@@ -165,22 +219,44 @@ class Console:
             self.print(__doc__)
         elif head in _SHORTCUTS:
             self.send(_SHORTCUTS[head], None, -1, wait_result=False)
+        elif head == "commands":
+            self.print("\n".join(f"{c.value:>6} {c.name}: {data_help(c)}" for c in ApiCommand))
         elif head == "cmd" and len(words) >= 2:
-            data = json.loads(words[2]) if len(words) > 2 else None
-            self.send(parse_command(words[1]), data, -1, wait_result=False)
+            command = parse_command(words[1])
+            self.send(command, command_data(command, words[2] if len(words) > 2 else ""), -1, wait_result=False)
         elif head == "snapshot":
             self.print(json.dumps(self._connection.snapshot(self._timeout)))
         elif head == "result" and len(words) >= 2:
             self.print(json.dumps(self._connection.command_result(int(words[1]), self._timeout)))
+        elif _is_command_name(head):
+            command = parse_command(head)
+            rest = " ".join(words[1:])
+            self.send(command, command_data(command, rest), -1, wait_result=False)
         else:
             self.print(f"unknown input {' '.join(words)!r}; type help")
+
+
+def _is_command_name(word: str) -> bool:
+    """A whole ApiCommand name or number typed as the first word (prefixes need `cmd`)."""
+    return word.isdigit() or word.upper() in ApiCommand.__members__
+
+
+def _speedysvc_target(address: str, service_name: Optional[str]) -> Tuple[str, str]:
+    """(address, service name) with a bare shm:// and a missing name resolved (see speedysvc_discovery)."""
+    from .speedysvc_discovery import DEVICE_SERVICE_NAMES, resolve_scope, resolve_service_name
+
+    if address.startswith("shm://"):
+        scope = resolve_scope(address[len("shm://"):].strip("/") or None)
+        return f"shm://{scope}", resolve_service_name(scope, service_name)
+    return address, service_name or DEVICE_SERVICE_NAMES[0]
 
 
 def _connect(args: argparse.Namespace) -> DeviceConnection:
     if args.speedysvc:
         from .speedysvc_client import SpeedysvcDeviceClient
 
-        return SpeedysvcDeviceClient(args.speedysvc, service_name=args.service_name, timeout=args.timeout)
+        address, service_name = _speedysvc_target(args.speedysvc, args.service_name)
+        return SpeedysvcDeviceClient(address, service_name=service_name, timeout=args.timeout)
     curve = None
     if args.curve_server_key:
         import zmq.auth
@@ -191,18 +267,21 @@ def _connect(args: argparse.Namespace) -> DeviceConnection:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {c.value:>6} {c.name}: {data_help(c)}" for c in ApiCommand)
     parser = argparse.ArgumentParser(prog="python -m services.device_api.console", description=__doc__,
+                                     epilog=f"Every ApiCommand (for --send, cmd, or typed as is) and its data:\n{commands}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--pub-port", type=int, default=5556, help="the device's event (PUB) port")
     parser.add_argument("--cmd-port", type=int, default=5557, help="the device's command (REP) port")
     parser.add_argument("--speedysvc", metavar="ADDRESS", help="connect through speedysvc (shm://SCOPE or tcp://HOST:PORT)")
-    parser.add_argument("--service-name", default="device_api", help="speedysvc service name")
+    parser.add_argument("--service-name", help="speedysvc service name (default: the device service running in "
+                        "the scope: device_simulator as in example.ini, or device_api)")
     parser.add_argument("--curve-server-key", help="the device's CURVE public key (Z85)")
     parser.add_argument("--curve-client-certificate", help="this client's certificate file with its secret key")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for replies and first event")
     parser.add_argument("--send", metavar="COMMAND", help="send one command (name or number) and exit")
-    parser.add_argument("--data", help="JSON data of the command sent with --send")
+    parser.add_argument("--data", help="data of the command sent with --send: JSON, or a mode name, or on|off")
     parser.add_argument("--custom-command", type=int, default=-1)
     parser.add_argument("--wait-result", action="store_true", help="with --send: wait for an asynchronous result")
     parser.add_argument("--listen", type=float, metavar="SECONDS", help="print events for SECONDS and exit")
@@ -214,11 +293,15 @@ def main(argv: Optional[list] = None, stdin: TextIO = sys.stdin, stdout: TextIO 
     args = build_parser().parse_args(argv)
     try:
         command = parse_command(args.send) if args.send else None
-        data = json.loads(args.data) if args.data else None
+        data = command_data(command, args.data) if args.data and command is not None else None
     except (UnknownCommand, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 64
-    connection = _connect(args)
+    try:
+        connection = _connect(args)
+    except Exception as exc:  # noqa: BLE001 - whatever stops us reaching the device, say so plainly
+        print(f"error: cannot reach the device: {exc}", file=sys.stderr)
+        return 4
     console = Console(connection, stdout, args.timeout)
     try:
         if command is not None:

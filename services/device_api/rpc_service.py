@@ -145,17 +145,27 @@ class RpcService:
         """
         return self.send_dict(ApiTopic.EVENT, event)
 
-    def send_event(self, event: ApiEvent) -> bool:
+    def send_event(self, event: Optional[ApiEvent]) -> bool:
+        """Publish an ApiEvent (with its `repeat` field); False for None, as 0.12."""
+        if event is None:
+            return False
         return self.send_dict(ApiTopic.EVENT, event)
 
     def send_command_result(self, response: ApiCommandRequestResponse) -> bool:
         """Publish the result of an asynchronous command on COMMAND_RESULT and keep it
         retrievable by its nonce for RpcOptions.command_result_retention seconds."""
+        if response is None:
+            return False
         payload, body = encode_body(response)
         accepted = self._enqueue([(ApiTopic.COMMAND_RESULT, payload, body)], kind=None)
         if accepted:
             self._results.complete(int(response.nonce), int(response.command), payload)
         return accepted
+
+    @staticmethod
+    def dictionary_to_json_bytes(obj: Any) -> bytes:
+        """The UTF-8 JSON body this service publishes for `obj` (camelCase keys)."""
+        return encode_body(obj)[1]
 
     def send_dict(self, topic: Union[ApiTopic, int], message: Any) -> bool:
         """The seed's generic call: publish `message` (a dict or dataclass) on `topic`."""

@@ -11,6 +11,7 @@ import math
 from datetime import date, datetime
 from enum import Enum
 from typing import Any, Mapping, Optional, Tuple
+from uuid import UUID
 
 from .case_conversion import camelize_keys, snakify_keys
 from .commands import ApiCommandRequest, resolve_command
@@ -21,7 +22,9 @@ PROTOCOL_VERSION = "0.12.0"
 
 
 def to_json_compatible(value: Any, path: str = "message") -> Any:
-    """Enums become their value, datetimes a POSIX timestamp, dataclasses dicts.
+    """Enums become their value, datetimes a POSIX timestamp, dates ISO text, UUIDs
+    their text, dataclasses dicts, tuples lists, and NaN/infinite floats null (JSON has
+    no such numbers) -- the conversions of 0.12.
 
     Raises EventSerialisationError naming the offending path, so the error reaches
     the application that built the event rather than the publishing thread.
@@ -30,8 +33,12 @@ def to_json_compatible(value: Any, path: str = "message") -> Any:
         return value
     if isinstance(value, Enum):
         return to_json_compatible(value.value, path)
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
         return value
+    if isinstance(value, UUID):
+        return str(value)
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, date):
