@@ -5,7 +5,8 @@ example.ini runs the simulated device as the service `device_simulator` under th
 its supervisor derives from the .ini path; a device application that enables
 SpeedysvcOptions serves `device_api` (and the standalone simulator does too). So the
 scope comes from SPEEDYSVC_SCOPE, else from the one running supervisor's state file, and
-the service is whichever of those names is running in that scope.
+the service is whichever of those names is running in that scope. The scope is found as
+every speedysvc client finds it (speedysvc.scope_resolution).
 """
 from __future__ import annotations
 
@@ -13,13 +14,11 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 from speedysvc import naming
+from speedysvc.scope_resolution import explicit_scope, supervisors_serving
+from speedysvc.scope_resolution import resolve_scope as speedysvc_resolve_scope
 
 # In this order: example.ini's device first, then the name SpeedysvcOptions defaults to.
 DEVICE_SERVICE_NAMES: Tuple[str, ...] = ("device_simulator", "device_api")
-
-
-class DeviceServiceNotFound(LookupError):
-    """Several supervisors run and none of them (or more than one) serves a device."""
 
 
 def service_running(scope: str, name: str) -> bool:
@@ -31,27 +30,17 @@ def running_device_services(scope: str, names: Sequence[str] = DEVICE_SERVICE_NA
     return [name for name in names if service_running(scope, name)]
 
 
-def _supervisor_scopes(runtime_dir: Optional[str]) -> List[str]:
-    from speedysvc.supervisor import state_file
-
-    live, _stale = state_file.find(runtime_dir)
-    return [state["scope"] for state in live if isinstance(state.get("scope"), str)]
-
-
-def resolve_scope(address_scope: Optional[str], runtime_dir: Optional[str] = None) -> str:
-    """The scope of `shm://SCOPE`; for a bare `shm://`, SPEEDYSVC_SCOPE or the running
-    supervisor's scope (the one serving a device, if several run)."""
+def resolve_scope(address_scope: Optional[str]) -> str:
+    """The scope of `shm://SCOPE`; for a bare `shm://`, speedysvc's own resolution
+    (SPEEDYSVC_SCOPE, else the one running supervisor serving a device service, else
+    `default`). Several supervisors serving a device raise speedysvc.AmbiguousService."""
     if address_scope:
         return address_scope
-    if os.environ.get("SPEEDYSVC_SCOPE"):
-        return os.environ["SPEEDYSVC_SCOPE"]
-    scopes = _supervisor_scopes(runtime_dir)
-    if len(scopes) > 1:
-        scopes = [s for s in scopes if running_device_services(s)]
-        if len(scopes) > 1:
-            raise DeviceServiceNotFound(
-                f"several supervisors serve a device (scopes {', '.join(scopes)}); use --speedysvc shm://SCOPE")
-    return scopes[0] if scopes else naming.default_scope()
+    if explicit_scope() is None:
+        for name in DEVICE_SERVICE_NAMES:
+            if supervisors_serving(name):
+                return speedysvc_resolve_scope(name)
+    return speedysvc_resolve_scope(DEVICE_SERVICE_NAMES[0])
 
 
 def resolve_service_name(scope: str, requested: Optional[str]) -> str:
