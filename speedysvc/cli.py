@@ -308,6 +308,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _newest_log(log_dir: str, name: str) -> float:
+    try:
+        return os.stat(os.path.join(log_dir, f"{name}.log")).st_mtime
+    except OSError:
+        return 0.0
+
+
 def _logs_from_files(args: argparse.Namespace) -> int:
     """`speedysvc logs -c FILE NAME` when no supervisor of FILE runs: read its log files."""
     from .monitoring.log_store import LogReader
@@ -328,6 +335,10 @@ def _logs_from_files(args: argparse.Namespace) -> int:
         raise CliError(f"{args.config} has no service named {args.name!r} (services: "
                        f"{', '.join(sorted(places))})", EXIT_USAGE)
     log_dir, name = places[args.name]
+    # a deployment that shared its log_dir with another running one wrote to <log_dir>/<scope>
+    own = os.path.join(log_dir, cfg.supervisor.scope)
+    if _newest_log(own, name) > _newest_log(log_dir, name):
+        log_dir = own
     entries, cursor = LogReader(log_dir, name).query(lines=args.lines, text=args.grep, level=args.level)
     if not entries and not args.json:
         print(f"{PROG}: no log entries of {name!r} in {log_dir}", file=sys.stderr)

@@ -38,7 +38,8 @@ from .helper_process import start_helper
 from .ports import port_holder
 from .restart_policy import RestartPolicy
 from .service_pool import FAILED, RUNNING, STOPPED, ServicePool
-from .state_file import AlreadyRunning, StateFile
+from . import log_isolation
+from .state_file import AlreadyRunning, StateFile, find_all, reap_dead_scopes
 from .system import System
 
 log = logging.getLogger("speedysvc.supervisor")
@@ -90,6 +91,7 @@ class Arbiter:
         self.collector: Optional[Collector] = None
         self.metrics: Optional[MetricsStore] = None
         self.state: Optional[StateFile] = None
+        self._shared_log_dirs: set[str] = set()  # log dirs another running supervisor writes to
         self.control = None
         self.control_secret: Optional[str] = None
         self.web: Optional[Any] = None
@@ -171,11 +173,22 @@ class Arbiter:
         self.state = StateFile(sup.runtime_dir, self.scope)
         self.state.acquire()
         swept = naming.sweep(self.scope)
+        dead_scopes = reap_dead_scopes()
+        self._shared_log_dirs = log_isolation.taken_dirs(find_all()[0], self.scope)
+        moved = sorted(self._shared_log_dirs & set(log_isolation.dirs_of(self.config)))
+        self.config = log_isolation.separate(self.config, self.scope, self._shared_log_dirs)
+        sup = self.config.supervisor
         self.capture = LogCapture()
         self._install_logging()
         if swept:
             log.warning("removed %d shared-memory object(s) left by an earlier run of scope %s",
                         swept, self.scope)
+        for shared in moved:
+            log.warning("log_dir %s is in use by another running supervisor; this one writes to "
+                        "%s", shared, os.path.join(shared, self.scope))
+        if dead_scopes:
+            log.warning("removed the shared memory of supervisors that died without cleaning up "
+                        "(scopes %s)", ", ".join(dead_scopes))
         for problem in self.config.warnings:
             log.warning("configuration: %s", problem)
         self.metrics = MetricsStore(os.path.join(sup.log_dir, "metrics.sqlite"),
@@ -257,6 +270,7 @@ class Arbiter:
                          control_tcp_address=self.control.tcp_address,
                          control_secret=self.control_secret, web_monitor=self.web_url, started_at=self.started_at,
                          log_dir=self.config.supervisor.log_dir,
+                         log_dirs=log_isolation.dirs_of(self.config),
                          services=self._served_names())
         self._web_url_written = self.web_url
 
@@ -535,7 +549,8 @@ class Arbiter:
         if self.phase == "stopping":
             return {"ok": False, "message": "the supervisor is shutting down"}
         try:
-            new = load_config(self.config.path)
+            new = log_isolation.separate(load_config(self.config.path), self.scope,
+                                         self._shared_log_dirs)
         except ConfigError as exc:
             for problem in exc.errors:
                 log.error("reload refused, the configuration is invalid: %s", problem)

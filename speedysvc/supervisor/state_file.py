@@ -189,3 +189,37 @@ def find_all() -> tuple[list[dict], list[dict]]:
         state["state_file"] = path
         (live if is_alive(state) else stale).append(state)
     return live, stale
+
+
+def reap_dead_scopes() -> list[str]:
+    """Remove the shared memory and state files of supervisors that died without cleaning up
+    (SIGKILL, power loss), proven dead: their pid is gone and nobody holds their scope's lock.
+    Returns the scopes swept."""
+    from .. import naming
+    swept = []
+    _live, stale = find_all()
+    for state in stale:
+        scope, path = state.get("scope"), state.get("state_file")
+        if not isinstance(scope, str) or not isinstance(path, str):
+            continue
+        lock_path = os.path.join(os.path.dirname(path), f"{scope}.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            fd = None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a supervisor holds it
+            naming.sweep(naming.check_scope(scope))
+            for leftover in (path, pointer_path(scope)):
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
+            swept.append(scope)
+        except (OSError, ValueError):
+            continue  # held (a supervisor of that scope is starting now) or not ours to judge
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return swept
