@@ -57,6 +57,7 @@ class ReplControl:
         self._load_lock: Optional[asyncio.Lock] = None
         self._action_waiters: dict[int, list[asyncio.Future]] = {}
         self._server: Any = None
+        self._peers: dict = {}
 
     # ---- lifecycle ----
 
@@ -64,17 +65,25 @@ class ReplControl:
         self._load_lock = asyncio.Lock()
         holder: dict = {}
 
-        async def root_ws(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
-            # the original AIMM 1.2 server listened on "/": serve the same connection there
+        async def serve_ws(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+            # the peer address of the socket, never X-Forwarded-For / Forwarded headers
+            # (juggler's Connection.remote trusts them; the login limits must not)
+            peer = request.transport.get_extra_info("peername") if request.transport else None
             connection = await holder["server"].create_connection(request)
-            await connection.wait_closed()
+            self._peers[connection] = str(peer[0]) if peer else "unknown"
+            try:
+                await connection.wait_closed()
+            finally:
+                self._peers.pop(connection, None)
             return connection.ws
 
+        # /ws as seed 002 documents; / where the original AIMM 1.2 server listened
         self._server = await juggler.listen(
             self._host, self._port, connection_cb=self._on_connection,
-            request_cb=self._on_request, ws_path="/ws", index_path=None,
-            additional_routes=[aiohttp.web.get("/", root_ws)], ssl_ctx=self._ssl_ctx,
-            autoflush_delay=AUTOFLUSH_S, parallel_requests=True)
+            request_cb=self._on_request, ws_path=None, index_path=None,
+            additional_routes=[aiohttp.web.get("/ws", serve_ws),
+                               aiohttp.web.get("/", serve_ws)],
+            ssl_ctx=self._ssl_ctx, autoflush_delay=AUTOFLUSH_S, parallel_requests=True)
         holder["server"] = self._server
         log.info("AIMM REPL control listening on %s://%s:%s/ws",
                  "wss" if self._ssl_ctx else "ws", self._host, self._port)
@@ -127,6 +136,10 @@ class ReplControl:
         """Run a blocking engine call in the thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function,
                                                                  *args)
+
+    def peer(self, connection: juggler.Connection) -> str:
+        """The client's address as the socket sees it."""
+        return self._peers.get(connection, "unknown")
 
     def any_token(self) -> Optional[str]:
         for session in self._sessions:
@@ -244,7 +257,7 @@ class Session:
         if not isinstance(username, str) or not isinstance(password, str):
             raise ValueError("login needs username and password (strings)")
         token = await self.control.call(self.control._engine.login_digest, username,
-                                        password, str(self.connection.remote or "unknown"))
+                                        password, self.control.peer(self.connection))
         await self._drop_login()
         self.token, self.username = token, username
         await self.control.ensure_loaded(token)
