@@ -14,6 +14,7 @@ snapshot whenever it changes (status, progress), topic "model" carries model cha
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any, Optional
 
 from speedysvc import ServerMethodsBase, msgpack_method
@@ -38,6 +39,9 @@ class EngineService(ServerMethodsBase):
     def __init__(self, logger_client: Any = None):
         super().__init__(logger_client)
         self.config = load_service_config(self)
+        # a new value at every start: event and state readers see that the engine restarted
+        # (action ids and revisions start again) and drop what they knew of the old one
+        self.boot = secrets.token_hex(8)
         self.auth = Authenticator(self.config.users,
                                   limiter_path=login_records_path(self.config))
         self.engine: Optional[Engine] = None
@@ -66,6 +70,7 @@ class EngineService(ServerMethodsBase):
             self._store.close()
 
     def _publish_event(self, topic: str, payload: dict) -> None:
+        payload = {**payload, "boot": self.boot}
         try:
             self.publish(topic, payload)
         except Exception:
@@ -176,7 +181,7 @@ class EngineService(ServerMethodsBase):
         self.auth.require(token)
         state = self.engine.state()
         # msgpack maps with int keys are fine, but JSON-minded clients expect strings
-        return {"revision": state["revision"],
+        return {"revision": state["revision"], "boot": self.boot,
                 "models": {str(k): v for k, v in state["models"].items()},
                 "actions": {str(k): v for k, v in state["actions"].items()}}
 

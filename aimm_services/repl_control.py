@@ -147,9 +147,10 @@ class ReplControl:
                 return session.token
         return None
 
-    async def ensure_loaded(self, token: str) -> None:
-        if not self._loaded:
-            await self._load_state(token=token)
+    async def reload(self, token: str) -> None:
+        """Read the engine's state again (at each login: the engine may have restarted since;
+        instances already held at their version are not fetched again)."""
+        await self._load_state(force=True, token=token)
 
     async def _load_state(self, force: bool = False, token: Optional[str] = None) -> None:
         async with self._load_lock:
@@ -193,7 +194,10 @@ class ReplControl:
             try:
                 await asyncio.wait_for(future, RECHECK_S)
             except asyncio.TimeoutError:
-                self.state.apply_action(await self.call(self._engine.action, token, action_id))
+                fetched = await self.call(self._engine.action, token, action_id)
+                self.state.apply_action(fetched)
+                if fetched["status"] in TERMINAL:
+                    return fetched
 
     def forget(self, session: "Session") -> None:
         self._sessions.discard(session)
@@ -260,7 +264,7 @@ class Session:
                                         password, self.control.peer(self.connection))
         await self._drop_login()
         self.token, self.username = token, username
-        await self.control.ensure_loaded(token)
+        await self.control.reload(token)
         self.control.state.add_listener(self._listener)
         self.connection.state.set([], self.control.state.data)
         # AIMM's client reads state["models"] as soon as login returns: the state goes first

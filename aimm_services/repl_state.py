@@ -30,6 +30,7 @@ class ReplState:
         self._actions: dict[str, dict] = {}
         self._action_revisions: dict[int, int] = {}
         self._listeners: list[Listener] = []
+        self._boot: Optional[str] = None
         self.data: dict = {"models": {}, "actions": {}}
 
     # ---- who hears about changes ----
@@ -45,6 +46,8 @@ class ReplState:
 
     def apply_action(self, snapshot: dict) -> bool:
         """Take an action snapshot (event or read); older revisions are ignored."""
+        self._check_boot(snapshot)
+        snapshot = {k: v for k, v in snapshot.items() if k != "boot"}
         action_id, revision = snapshot["action_id"], snapshot.get("revision", 0)
         if revision <= self._action_revisions.get(action_id, -1):
             return False
@@ -56,6 +59,7 @@ class ReplState:
     def apply_model_event(self, event: dict) -> Optional[dict]:
         """Take a model event; returns the summary whose instance must now be fetched (None
         when the model was removed or the event is stale)."""
+        self._check_boot(event)
         instance_id, revision = event["instance_id"], event["revision"]
         if revision <= self._model_revisions.get(instance_id, -1):
             return None
@@ -68,6 +72,7 @@ class ReplState:
     def replace_state(self, state: dict) -> list[dict]:
         """Take a full engine state ({revision, models, actions}); returns the model
         summaries whose instances must be fetched (those not already held at that version)."""
+        self._check_boot(state)
         revision = state["revision"]
         wanted = []
         seen = set()
@@ -109,6 +114,19 @@ class ReplState:
         return self._actions.get(str(action_id))
 
     # ---- internals ----
+
+    def _check_boot(self, payload: dict) -> None:
+        """A restarted engine numbers actions and revisions from the start again: forget
+        the old engine's actions and revisions (models stay: they are stored)."""
+        boot = payload.get("boot")
+        if boot is None or boot == self._boot:
+            return
+        if self._boot is not None:
+            self._actions = {}
+            self._action_revisions.clear()
+            self._model_revisions.clear()
+            self._publish()
+        self._boot = boot
 
     def _forget_model(self, instance_id: int) -> None:
         self._model_versions.pop(instance_id, None)

@@ -241,3 +241,35 @@ def test_login_limits_per_source_and_per_user(server):
         assert "too many failed logins" in await attempt("127.0.0.4", USER, DIGEST)
         assert await attempt("127.0.0.3", USER, DIGEST) == {"success": True}
     run(scenario())
+
+
+def test_engine_restart_ends_sessions_keeps_models_and_forgets_actions(tmp_path):
+    """What the README says an engine restart loses: sessions and actions, never models."""
+    with running_server(tmp_path) as server:
+        async def scenario():
+            client = await logged_in(server.url)
+            try:
+                created = await client.send("create_instance", {"model_type": COUNTER,
+                                                                "args": [], "kwargs": {}})
+                await client.send("fit", {"instance_id": created["instance_id"], "args": [],
+                                          "kwargs": {"by": 5}})
+                done = await asyncio.to_thread(server.speedysvc, "restart", "aimm_engine")
+                assert done.returncode == 0, done.stderr
+                with pytest.raises(juggler.JugglerError) as ended:
+                    await client.send("predict", {"instance_id": created["instance_id"],
+                                                  "args": [], "kwargs": {}})
+                assert "log in again" in ended.value.data
+                assert await wait_state(client, lambda s: s == {}) == {}
+                await client.send("login", {"username": USER, "password": DIGEST})
+                state = client.state.data
+                assert list(state["models"]) == [str(created["instance_id"])]
+                assert state["actions"] == {}
+                result = await client.send("predict", {"instance_id": created["instance_id"],
+                                                       "args": [], "kwargs": {}})
+                assert result["count"] == 5
+                state = await wait_state(client, lambda s: [a["status"] for a in
+                                                            s["actions"].values()] == ["done"])
+                assert list(state["actions"]) == ["1"]        # the new engine counts anew
+            finally:
+                await client.async_close()
+        run(scenario())
