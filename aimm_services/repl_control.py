@@ -52,7 +52,8 @@ class ReplControl:
         self._executor = ThreadPoolExecutor(max_workers=engine_threads,
                                             thread_name_prefix="aimm-repl-engine")
         self.state = ReplState()
-        self._sessions: set[Session] = set()
+        self._sessions: dict = {}          # juggler connection -> Session
+        self._background: set = set()
         self._loaded = False
         self._load_lock: Optional[asyncio.Lock] = None
         self._action_waiters: dict[int, list[asyncio.Future]] = {}
@@ -91,7 +92,7 @@ class ReplControl:
     async def close(self) -> None:
         if self._server is not None:
             await self._server.async_close()
-        for session in list(self._sessions):
+        for session in list(self._sessions.values()):
             await session.end()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -104,12 +105,27 @@ class ReplControl:
         elif topic == "model":
             summary = self.state.apply_model_event(payload)
             if summary is not None and self._loaded:
-                asyncio.ensure_future(self._fetch_instances([summary]))
+                self.in_background(self._fetch_instances([summary]), "fetching a model")
 
     def on_events_missed(self) -> None:
         """Events were lost (the subscriber fell behind): read everything again."""
         if self._loaded:
-            asyncio.ensure_future(self._load_state(force=True))
+            self.in_background(self._load_state(force=True), "re-reading the state")
+
+    def in_background(self, coroutine: Any, what: str) -> None:
+        """Run `coroutine` on the loop, logging (not losing) its failure."""
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except Exception:
+                log.warning("REPL control: %s failed", what, exc_info=True)
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def sessions(self) -> list:
+        """The sessions of the open connections."""
+        return list(self._sessions.values())
 
     def _wake(self, action_id: int) -> None:
         for future in self._action_waiters.pop(action_id, []):
@@ -120,12 +136,12 @@ class ReplControl:
 
     def _on_connection(self, connection: juggler.Connection) -> None:
         session = Session(self, connection)
-        self._sessions.add(session)
+        self._sessions[connection] = session
         connection.state.set([], empty_state())
         connection.async_group.spawn(session.watch)
 
     async def _on_request(self, connection: juggler.Connection, name: str, data: Any) -> Any:
-        session = connection_sessions(self._sessions).get(connection)
+        session = self._sessions.get(connection)
         if session is None:
             raise ConnectionError("connection closed")
         return await session.handle(name, data)
@@ -142,7 +158,7 @@ class ReplControl:
         return self._peers.get(connection, "unknown")
 
     def any_token(self) -> Optional[str]:
-        for session in self._sessions:
+        for session in self._sessions.values():
             if session.token is not None:
                 return session.token
         return None
@@ -200,11 +216,7 @@ class ReplControl:
                     return fetched
 
     def forget(self, session: "Session") -> None:
-        self._sessions.discard(session)
-
-
-def connection_sessions(sessions: set) -> dict:
-    return {s.connection: s for s in sessions}
+        self._sessions.pop(session.connection, None)
 
 
 class Session:
@@ -221,7 +233,9 @@ class Session:
         try:
             await self.connection.wait_closing()
         finally:
-            await self.end()
+            # not in this task: the connection's group cancels it while it closes, and the
+            # engine logout must still happen
+            self.control.in_background(self.end(), "ending a session")
 
     async def end(self) -> None:
         self.control.forget(self)

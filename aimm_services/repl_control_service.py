@@ -84,7 +84,7 @@ class ReplControlService(ServerMethodsBase):
         """The control's address and its connected and logged-in sessions."""
         control = self.control_config
         scheme = "wss" if control.pem_file else "ws"
-        sessions = list(self._control._sessions) if self._control else []
+        sessions = self._control.sessions() if self._control else []
         return {"address": f"{scheme}://{control.host}:{control.port}/ws",
                 "connections": len(sessions),
                 "logged_in": sum(1 for s in sessions if s.token is not None)}

@@ -136,3 +136,22 @@ def test_python_m_runs_the_same_server(tmp_path):
     done = subprocess.run([sys.executable, "-m", "aimm_services.server", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--conf" in done.stdout
+
+
+def test_generated_supervisor_file_is_valid_with_and_without_web_monitor(tmp_path):
+    from aimm_services.config import load_config as load_aimm
+    from aimm_services.server import supervisor_ini
+    from speedysvc.supervisor.config import load_config as load_ini
+
+    conf = load_aimm(write_config(tmp_path, port=free_port(), name="ini check"))
+    for web_monitor in (None, ("127.0.0.1", 5199)):
+        path = tmp_path / "aimm-server.ini"
+        path.write_text(supervisor_ini(conf, scope_for("ini check"), tmp_path / "logs",
+                                       web_monitor))
+        ini = load_ini(path)
+        assert ini.supervisor.scope == scope_for("ini check")
+        assert [s.name for s in ini.services] == ["PluginService", "BackendService",
+                                                  "EngineService", "ReplControlService"]
+        assert ini.web_monitor.enabled is (web_monitor is not None)
+        if web_monitor:
+            assert ini.web_monitor.port == 5199

@@ -14,6 +14,7 @@ from hat import juggler
 
 from aimm_server_process import DIGEST, USER, running_server
 from aimm_test_plugins import COUNTER
+from waiting import wait_until
 
 TIMEOUT = 60
 
@@ -273,3 +274,26 @@ def test_engine_restart_ends_sessions_keeps_models_and_forgets_actions(tmp_path)
             finally:
                 await client.async_close()
         run(scenario())
+
+
+def test_closed_connections_end_their_sessions(server):
+    from speedysvc import connect
+
+    control = connect("aimm_repl", f"shm://{server.scope}", timeout=30)
+    try:
+        baseline = control.status()
+        assert baseline["address"] == server.url
+
+        async def scenario():
+            clients = [await logged_in(server.url) for _ in range(3)]
+            anonymous = await juggler.connect(server.url)
+            status = control.status()
+            assert status["connections"] == baseline["connections"] + 4
+            assert status["logged_in"] == baseline["logged_in"] + 3
+            for client in [*clients, anonymous]:
+                await client.async_close()
+        run(scenario())
+        wait_until(lambda: control.status() == baseline, timeout=10,
+                   message="the closed connections' sessions to end")
+    finally:
+        control.close()
