@@ -155,3 +155,17 @@ def test_generated_supervisor_file_is_valid_with_and_without_web_monitor(tmp_pat
         assert ini.web_monitor.enabled is (web_monitor is not None)
         if web_monitor:
             assert ini.web_monitor.port == 5199
+
+
+def test_a_control_port_in_use_stops_the_server_with_the_reason(tmp_path):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = write_config(tmp_path, port=port)
+        done = subprocess.run(server_command(conf, tmp_path / "logs"), capture_output=True,
+                              text=True, timeout=180)
+    assert done.returncode == 70, done.stderr[-2000:]        # speedysvc's boot failure
+    assert f"('127.0.0.1', {port}): address already in use" in done.stderr
+    assert "aimm_repl failed to start" in done.stderr
