@@ -206,10 +206,15 @@ class ReplControl:
             if current is not None and current["status"] in TERMINAL:
                 return current
             future = asyncio.get_running_loop().create_future()
-            self._action_waiters.setdefault(action_id, []).append(future)
+            waiters = self._action_waiters.setdefault(action_id, [])
+            waiters.append(future)
             try:
                 await asyncio.wait_for(future, RECHECK_S)
             except asyncio.TimeoutError:
+                if future in waiters:
+                    waiters.remove(future)
+                if not waiters and self._action_waiters.get(action_id) is waiters:
+                    del self._action_waiters[action_id]
                 fetched = await self.call(self._engine.action, token, action_id)
                 self.state.apply_action(fetched)
                 if fetched["status"] in TERMINAL:
