@@ -189,3 +189,14 @@ def test_instance_in_state_is_the_serialized_model(server, credentials):
             await client.async_close()
     run(scenario())
 
+
+
+def test_aimm_plain_sha256_user_entries_still_log_in_with_a_warning(tmp_path, credentials):
+    from aimm_server_process import DIGEST
+    with running_server(tmp_path, users=[{"username": USER, "password": DIGEST}]) as server:
+        async def scenario():
+            client = await connected(server.url)
+            await client.async_close()
+        run(scenario())
+        logs = server.speedysvc("logs", "aimm_engine", "-n", "200")
+        assert "unsalted SHA-256 password entry" in logs.stdout
