@@ -2,77 +2,35 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from .errors import LoginFailed, LoginRateLimited, NotLoggedIn
-from .passwords import burn_time, is_legacy_hash, verify_password
+from .errors import LoginFailed, NotLoggedIn
+from .login_limiter import FailedLoginLimiter, LoginPolicy
+from .passwords import burn_time, is_legacy_hash, verify_digest, verify_password
+
+__all__ = ["Authenticator", "LoginPolicy", "LOCAL_SOURCE"]
+
+# the source of logins through speedysvc (shared memory or its TCP): the engine cannot see
+# the caller's address there, so they count as one source
+LOCAL_SOURCE = "speedysvc"
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoginPolicy:
-    """How failed logins are throttled and how long sessions live."""
-
-    max_failures: int = 5          # failures allowed within `window_s` before locking out
-    window_s: float = 60.0
-    lockout_s: float = 30.0        # doubles on each further lockout, up to `max_lockout_s`
-    max_lockout_s: float = 900.0
-    session_idle_s: float = 12 * 3600.0
-
-
-class FailedLoginLimiter:
-    """Locks a username out after repeated failures, with growing lockouts."""
-
-    def __init__(self, policy: LoginPolicy, clock: Callable[[], float] = time.monotonic):
-        self._policy = policy
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures: dict[str, list[float]] = {}
-        self._locked_until: dict[str, float] = {}
-        self._lockouts: dict[str, int] = {}
-
-    def check(self, username: str) -> None:
-        with self._lock:
-            remaining = self._locked_until.get(username, 0.0) - self._clock()
-        if remaining > 0:
-            raise LoginRateLimited(
-                f"too many failed logins for {username!r}; try again in {remaining:.0f} s")
-
-    def record_failure(self, username: str) -> None:
-        now = self._clock()
-        with self._lock:
-            recent = [t for t in self._failures.get(username, []) if now - t < self._policy.window_s]
-            recent.append(now)
-            self._failures[username] = recent
-            if len(recent) >= self._policy.max_failures:
-                count = self._lockouts.get(username, 0)
-                self._lockouts[username] = count + 1
-                duration = min(self._policy.lockout_s * 2 ** count, self._policy.max_lockout_s)
-                self._locked_until[username] = now + duration
-                self._failures[username] = []
-                log.warning("locking out %r for %.0f s after %d failed logins", username,
-                            duration, self._policy.max_failures)
-
-    def record_success(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(username, None)
-            self._lockouts.pop(username, None)
 
 
 class Authenticator:
     """Checks credentials against configured hashes and keeps the logged-in sessions."""
 
     def __init__(self, users: Mapping[str, str], policy: LoginPolicy = LoginPolicy(),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.time,
+                 limiter_path: str | os.PathLike = ":memory:"):
         self._users = dict(users)
         self._policy = policy
         self._clock = clock
-        self._limiter = FailedLoginLimiter(policy, clock)
+        self._limiter = FailedLoginLimiter(policy, limiter_path, clock)
         self._lock = threading.Lock()
         self._sessions: dict[str, tuple[str, float]] = {}
         for username, entry in self._users.items():
@@ -81,19 +39,32 @@ class Authenticator:
                             "replace it with the output of: python -m aimm_services.passwords",
                             username)
 
-    def login(self, username: str, password: str) -> str:
+    def login(self, username: str, password: str, source: str = LOCAL_SOURCE) -> str:
         """A new session token, or LoginFailed / LoginRateLimited."""
-        self._limiter.check(username)
+        return self._login(username, password, source, verify_password)
+
+    def login_digest(self, username: str, digest: str, source: str) -> str:
+        """Log in with the SHA-256 hex digest of the password (what AIMM's client sends)."""
+        return self._login(username, digest, source, verify_digest)
+
+    def close(self) -> None:
+        self._limiter.close()
+
+    def _login(self, username: str, secret: str, source: str,
+               verify: Callable[[str, str], bool]) -> str:
+        if not isinstance(username, str) or not isinstance(secret, str):
+            raise LoginFailed("login needs a username and a password (strings)")
+        self._limiter.check(source, username)
         entry = self._users.get(username)
         if entry is None:
-            burn_time(password)   # unknown users cost as much as known ones
+            burn_time(secret)   # unknown users cost as much as known ones
             ok = False
         else:
-            ok = verify_password(password, entry)
+            ok = verify(secret, entry)
         if not ok:
-            self._limiter.record_failure(username)
+            self._limiter.record_failure(source, username)
             raise LoginFailed("wrong username or password")
-        self._limiter.record_success(username)
+        self._limiter.record_success(source, username)
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._sessions[token] = (username, self._clock())

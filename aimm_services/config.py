@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import logging.config
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ ENGINE_KEYS = ("max_children", "sigterm_timeout", "check_children_period", "acti
                "default_action_timeout")
 SQLITE_BACKENDS = ("aimm.server.backend.sqlite", "aimm_services.backends.sqlite")
 MEMORY_BACKENDS = ("aimm.server.backend.dummy", "aimm_services.backends.memory")
-CONTROL_MODULES = ("aimm.server.control.repl", "aimm_services.control")
+CONTROL_MODULES = ("aimm.server.control.repl", "aimm_services.repl_control",
+                   "aimm_services.control")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class ControlConfig:
     host: Optional[str] = None
     port: Optional[int] = None
     users: dict = field(default_factory=dict)   # username -> password hash
+    pem_file: Optional[Path] = None               # server.pem_file: serve wss
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def parse_config(data: Any, source: Path) -> AimmConfig:
         problems.add("name", "a non-empty string", name)
     engine = _engine(data.get("engine", {}), problems)
     backend = _backend(data.get("backend", {}), problems, source)
-    controls = _controls(data.get("control", []), problems)
+    controls = _controls(data.get("control", []), problems, source)
     plugin_modules = _plugins(data["plugins"], problems) if "plugins" in data else []
     log_conf = data.get("log", {})
     if not isinstance(log_conf, dict):
@@ -228,7 +231,7 @@ def _backend(section: Any, problems: _Problems, source: Path) -> BackendConfig:
     return BackendConfig("memory", MEMORY_BACKENDS[1])
 
 
-def _controls(section: Any, problems: _Problems) -> list[ControlConfig]:
+def _controls(section: Any, problems: _Problems, source: Path) -> list[ControlConfig]:
     if isinstance(section, dict):   # a single control written without the list
         section = [section]
     if not isinstance(section, list):
@@ -241,11 +244,17 @@ def _controls(section: Any, problems: _Problems) -> list[ControlConfig]:
             problems.add(path, "a mapping with 'module' and 'users'", item)
             continue
         module = item.get("module", _MISSING)
+        if module is _MISSING and item.get("type") == "repl":
+            module = CONTROL_MODULES[0]
+        if item.get("type", "repl") != "repl":
+            problems.add(f"{path}.type", "repl (the only control type supported)",
+                         item.get("type"))
+            continue
         if module not in CONTROL_MODULES:
             problems.add(f"{path}.module", f"one of {', '.join(CONTROL_MODULES)} (other AIMM "
                          f"controls, e.g. the Hat event control, are not supported)", module)
             continue
-        host, port = None, None
+        host, port, pem_file = None, None, None
         server = item.get("server")
         if server is not None:
             if not isinstance(server, dict):
@@ -257,8 +266,21 @@ def _controls(section: Any, problems: _Problems) -> list[ControlConfig]:
                     problems.add(f"{path}.server.host", "a host name or address", host)
                 if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
                     problems.add(f"{path}.server.port", "a port number 0-65535", port)
+                pem = server.get("pem_file")
+                if pem is not None:
+                    if not isinstance(pem, str) or not pem:
+                        problems.add(f"{path}.server.pem_file", "the path of a PEM file with "
+                                     "the certificate and its key", pem)
+                    else:
+                        pem_file = Path(os.path.expandvars(pem)).expanduser()
+                        if not pem_file.is_absolute():
+                            pem_file = source.parent / pem_file
+                        if not pem_file.is_file():
+                            problems.add(f"{path}.server.pem_file", "an existing PEM file",
+                                         str(pem_file))
         controls.append(ControlConfig(module=module, host=host, port=port,
-                                      users=_users(item.get("users", _MISSING), path, problems)))
+                                      users=_users(item.get("users", _MISSING), path, problems),
+                                      pem_file=pem_file))
     return controls
 
 
@@ -303,13 +325,34 @@ def _plugins(section: Any, problems: _Problems) -> list[str]:
     return list(names)
 
 
-def apply_log_level(config: AimmConfig) -> None:
-    """Apply the root level of the `log` section. The handlers are not installed: speedysvc
-    already captures every worker's log records and output."""
-    level = config.log.get("root", {}).get("level") if isinstance(config.log.get("root"), dict) \
-        else config.log.get("level")
-    if isinstance(level, (str, int)):
-        try:
-            logging.getLogger().setLevel(level)
-        except (ValueError, TypeError):
-            log.warning("%s: log level %r not understood; ignored", config.source, level)
+_applied_logs: set = set()
+
+
+def apply_log_config(config: AimmConfig) -> None:
+    """Apply the `log` section as AIMM does: logging.config.dictConfig when it has `version`,
+    else logging.basicConfig(**log). Once per process and file. Two differences, so the
+    speedysvc worker's own records are not lost: existing loggers stay enabled unless the
+    section sets disable_existing_loggers, and basicConfig replaces the worker's default
+    handler (force=True) instead of being ignored."""
+    if config.source in _applied_logs or not config.log:
+        return
+    _applied_logs.add(config.source)
+    section = dict(config.log)
+    root = logging.getLogger()
+    try:
+        if "version" in section:
+            section.setdefault("disable_existing_loggers", False)
+            before = list(root.handlers)
+            logging.config.dictConfig(section)
+            if not root.handlers:       # no root handler configured: keep the captured one
+                for handler in before:
+                    root.addHandler(handler)
+        else:
+            logging.basicConfig(**{"force": True, **section})
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise ConfigError(f"{config.source}: log: the logging configuration was refused: "
+                          f"{exc}") from exc
+
+
+# the first releases applied only the level; kept for callers of that name
+apply_log_level = apply_log_config

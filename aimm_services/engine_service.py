@@ -14,6 +14,7 @@ snapshot whenever it changes (status, progress), topic "model" carries model cha
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any, Optional
 
 from speedysvc import ServerMethodsBase, msgpack_method
@@ -22,6 +23,7 @@ from .auth import Authenticator
 from .engine.core import Engine
 from .engine.service_runner import ServicePluginRunner
 from .engine.service_store import ServiceModelStore
+from .config import AimmConfig
 from .service_config import load_service_config, running_scope
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,11 @@ class EngineService(ServerMethodsBase):
     def __init__(self, logger_client: Any = None):
         super().__init__(logger_client)
         self.config = load_service_config(self)
-        self.auth = Authenticator(self.config.users)
+        # a new value at every start: event and state readers see that the engine restarted
+        # (action ids and revisions start again) and drop what they knew of the old one
+        self.boot = secrets.token_hex(8)
+        self.auth = Authenticator(self.config.users,
+                                  limiter_path=login_records_path(self.config))
         self.engine: Optional[Engine] = None
         self._runner: Optional[ServicePluginRunner] = None
         self._store: Optional[ServiceModelStore] = None
@@ -55,6 +61,7 @@ class EngineService(ServerMethodsBase):
                  self.config.name, len(self.engine.models()), self.config.engine.max_children)
 
     def on_stop(self) -> None:
+        self.auth.close()
         if self.engine is not None:
             self.engine.close()
         if self._runner is not None:
@@ -63,6 +70,7 @@ class EngineService(ServerMethodsBase):
             self._store.close()
 
     def _publish_event(self, topic: str, payload: dict) -> None:
+        payload = {**payload, "boot": self.boot}
         try:
             self.publish(topic, payload)
         except Exception:
@@ -78,6 +86,12 @@ class EngineService(ServerMethodsBase):
     def login(self, username: str, password: str) -> str:
         """A session token for the other methods."""
         return self.auth.login(username, password)
+
+    @msgpack_method
+    def login_digest(self, username: str, digest: str, source: str) -> str:
+        """A session token for a login with the SHA-256 hex of the password (AIMM's REPL
+        client sends that); `source` is the client's address, for the failed-login limits."""
+        return self.auth.login_digest(username, digest, f"remote:{source}")
 
     @msgpack_method
     def logout(self, token: str) -> None:
@@ -167,7 +181,7 @@ class EngineService(ServerMethodsBase):
         self.auth.require(token)
         state = self.engine.state()
         # msgpack maps with int keys are fine, but JSON-minded clients expect strings
-        return {"revision": state["revision"],
+        return {"revision": state["revision"], "boot": self.boot,
                 "models": {str(k): v for k, v in state["models"].items()},
                 "actions": {str(k): v for k, v in state["actions"].items()}}
 
@@ -176,3 +190,13 @@ class EngineService(ServerMethodsBase):
         """Registered plugin keys per kind (model types, data access names)."""
         self.auth.require(token)
         return self.engine.registered_plugins(refresh=True)
+
+
+def login_records_path(config: AimmConfig) -> str:
+    """Where failed logins are kept: next to the SQLite model store (so they survive an
+    engine restart), or nowhere (memory) with the memory backend."""
+    if config.backend.kind == "sqlite" and config.backend.path is not None:
+        path = config.backend.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(path.with_name(path.name + ".logins"))
+    return ":memory:"

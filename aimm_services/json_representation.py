@@ -5,11 +5,13 @@ Arguments ("object_arg"): a dict with `type` of
   numpy_array       {data, dtype}         -> numpy.array(data, dtype=dtype)
   pandas_dataframe  {data}                -> pandas.DataFrame.from_dict(data)  (to_dict form)
   pandas_series     {data}                -> pandas.Series(data)               (tolist form)
-anything else is passed through unchanged.
+lists and plain objects are searched at any depth, so a tagged array inside a list or a
+dict argument is converted too; anything else is passed through unchanged.
 
 Results: numpy arrays -> {type: numpy_array, dtype, data: tolist()}, DataFrames ->
 {type: pandas_dataframe, data: to_dict()}, Series -> {type: pandas_series, data: tolist()},
-everything else as plain JSON. JSON cannot carry a Series index or non-string dict keys;
+also when nested in lists, tuples and dicts (a dict of arrays keeps each array's tag and
+dtype); everything else as plain JSON. JSON cannot carry a Series index or non-string dict keys;
 Python clients use `wire_values`, which keeps them.
 """
 from __future__ import annotations
@@ -32,8 +34,12 @@ _REQUIRED = {"data_access": ("name", "args", "kwargs"), "numpy_array": ("data", 
 
 def arg_from_json(arg: Any, path: str = "arg") -> Any:
     """A JSON argument as the Python value it stands for (seed 002 object_arg)."""
-    if not isinstance(arg, dict) or arg.get("type") not in OBJECT_ARG_TYPES:
+    if isinstance(arg, list):
+        return [arg_from_json(a, f"{path}[{i}]") for i, a in enumerate(arg)]
+    if not isinstance(arg, dict):
         return arg
+    if arg.get("type") not in OBJECT_ARG_TYPES:
+        return {k: arg_from_json(v, f"{path}.{k}") for k, v in arg.items()}
     kind = arg["type"]
     missing = [key for key in _REQUIRED[kind] if key not in arg]
     if missing:
@@ -79,17 +85,25 @@ def arg_to_json(value: Any) -> Any:
 
 def result_to_json(value: Any) -> Any:
     """A prediction (or any plugin result) as seed 002's JSON."""
+    if isinstance(value, DataAccess):     # a NamedTuple: before the tuple case
+        return arg_to_json(value)
     if isinstance(value, numpy.ndarray):
         return {"type": "numpy_array", "dtype": str(value.dtype), "data": to_plain_json(value)}
     if isinstance(value, pandas.DataFrame):
         return {"type": "pandas_dataframe", "data": to_plain_json(value.to_dict())}
     if isinstance(value, pandas.Series):
         return {"type": "pandas_series", "data": to_plain_json(value.tolist())}
+    if isinstance(value, (list, tuple)):
+        return [result_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {_json_key(k): result_to_json(v) for k, v in value.items()}
     return to_plain_json(value)
 
 
 def result_from_json(value: Any) -> Any:
-    """What a JSON client makes of a result (numpy dtype restored when given)."""
+    """What a JSON client makes of a result (numpy dtype restored when given), at any depth."""
+    if isinstance(value, list):
+        return [result_from_json(v) for v in value]
     if not isinstance(value, dict):
         return value
     kind = value.get("type")
@@ -99,7 +113,7 @@ def result_from_json(value: Any) -> Any:
         return pandas.DataFrame.from_dict(value["data"])
     if kind == "pandas_series" and "data" in value:
         return pandas.Series(value["data"])
-    return value
+    return {k: result_from_json(v) for k, v in value.items()}
 
 
 def to_plain_json(value: Any) -> Any:
@@ -121,6 +135,8 @@ def to_plain_json(value: Any) -> Any:
         return None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, DataAccess):     # a NamedTuple: before the tuple case
+        return arg_to_json(value)
     if isinstance(value, (list, tuple)):
         return [to_plain_json(v) for v in value]
     if isinstance(value, dict):

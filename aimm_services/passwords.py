@@ -1,8 +1,12 @@
 """Salted password hashes for the `users` of the control configuration.
 
-Format: `scrypt$<log2 n>$<r>$<p>$<salt base64>$<hash base64>`. AIMM's unsalted entries (the
-64 hex digits of SHA-256(password)) are still accepted, with a warning, so existing
-configurations keep working until their hashes are replaced.
+Format: `scrypt-sha256$<log2 n>$<r>$<p>$<salt base64>$<hash base64>`: scrypt over the
+SHA-256 hex digest of the password. AIMM's REPL client never sends the password itself, only
+that digest, so the stored hash has to be a slow hash *of the digest* for both kinds of client
+(the Python client over speedysvc sends the password; it is digested here first).
+Still accepted: AIMM's unsalted entries (the 64 hex digits of SHA-256(password)), with a
+warning, and `scrypt$...` entries of the first releases (scrypt over the password itself;
+they work for the speedysvc client only -- regenerate them for AIMM's REPL client).
 
 Create a hash:  python -m aimm_services.passwords            (prompts twice)
                 echo -n secret | python -m aimm_services.passwords --stdin
@@ -18,7 +22,8 @@ import re
 import secrets
 import sys
 
-SCHEME = "scrypt"
+SCHEME = "scrypt-sha256"
+PLAIN_SCHEME = "scrypt"      # scrypt over the password itself (first releases)
 _LOG2_N, _R, _P = 14, 8, 1   # ~20-50 ms per check: slow for guessing, fine for logins
 _LEGACY_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -27,10 +32,15 @@ class InvalidPasswordHash(ValueError):
     """A configured password entry is neither a salted hash nor a legacy SHA-256 digest."""
 
 
+def password_digest(password: str) -> str:
+    """What AIMM's REPL client sends instead of the password: SHA-256 hex of its UTF-8."""
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
 def hash_password(password: str, *, log2_n: int = _LOG2_N, r: int = _R, p: int = _P) -> str:
     """A new salted hash of `password` to put in the configuration."""
     salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, log2_n, r, p)
+    digest = _scrypt(password_digest(password), salt, log2_n, r, p)
     return "$".join([SCHEME, str(log2_n), str(r), str(p), _b64(salt), _b64(digest)])
 
 
@@ -44,10 +54,10 @@ def check_hash_format(entry: str) -> None:
     if is_legacy_hash(entry):
         return
     parts = entry.split("$")
-    if len(parts) != 6 or parts[0] != SCHEME:
+    if len(parts) != 6 or parts[0] not in (SCHEME, PLAIN_SCHEME):
         raise InvalidPasswordHash(
-            "expected 'scrypt$...' (create one with: python -m aimm_services.passwords) or "
-            "AIMM's 64-hex-digit SHA-256 digest")
+            "expected 'scrypt-sha256$...' (create one with: python -m aimm_services.passwords) "
+            "or AIMM's 64-hex-digit SHA-256 digest")
     try:
         int(parts[1]), int(parts[2]), int(parts[3])
         base64.b64decode(parts[4], validate=True), base64.b64decode(parts[5], validate=True)
@@ -55,13 +65,36 @@ def check_hash_format(entry: str) -> None:
         raise InvalidPasswordHash(f"malformed scrypt hash: {exc}") from exc
 
 
+def is_plain_scrypt(entry: str) -> bool:
+    """Whether `entry` is a first-release `scrypt$` hash (usable only with the password)."""
+    return entry.startswith(PLAIN_SCHEME + "$")
+
+
 def verify_password(password: str, entry: str) -> bool:
     """Whether `password` matches the configured `entry` (constant-time comparison)."""
+    if is_plain_scrypt(entry):
+        return _verify_scrypt(password, entry)
+    return verify_digest(password_digest(password), entry)
+
+
+def verify_digest(digest: str, entry: str) -> bool:
+    """Whether the SHA-256 hex `digest` (what AIMM's REPL client sends) matches `entry`.
+    First-release `scrypt$` entries cannot be checked this way and never match."""
+    if not isinstance(digest, str):
+        return False
+    digest = digest.lower()
     if is_legacy_hash(entry):
-        candidate = hashlib.sha256(password.encode("utf-8")).hexdigest()
-        return hmac.compare_digest(candidate.lower(), entry.lower())
+        return hmac.compare_digest(digest.encode("ascii", "replace"),
+                                   entry.lower().encode("ascii"))
+    if is_plain_scrypt(entry):
+        burn_time(digest)
+        return False
+    return _verify_scrypt(digest, entry)
+
+
+def _verify_scrypt(secret: str, entry: str) -> bool:
     _scheme, log2_n, r, p, salt, digest = entry.split("$")
-    candidate = _scrypt(password, base64.b64decode(salt), int(log2_n), int(r), int(p))
+    candidate = _scrypt(secret, base64.b64decode(salt), int(log2_n), int(r), int(p))
     return hmac.compare_digest(candidate, base64.b64decode(digest))
 
 

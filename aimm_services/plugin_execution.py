@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from . import plugins, wire_values
+from .data_access import ITEM_ACCESS, item_of
 from .errors import InvalidInstance, PluginContractError
 from .plugins.registry import PluginRegistry, default_registry
 
@@ -25,6 +26,8 @@ def execute(kind: str, key: str, instance: Optional[bytes], args: list, kwargs: 
         created = plugins.exec_instantiate(key, state_cb, *call_args, registry=registry,
                                            **call_kwargs)
         return {"instance": plugins.exec_serialize(key, created, registry=registry)}
+    if kind == "data_access" and key == ITEM_ACCESS:
+        return {"result": wire_values.encode(item_of(*call_args))}
     if kind == "data_access":
         data = plugins.exec_data_access(key, state_cb, *call_args, registry=registry,
                                         **call_kwargs)

@@ -4,8 +4,9 @@ Logs in (asking for the password), then opens a Python console with `aimm` (the 
 client), `DataAccess`, `numpy` and `pandas` ready:
 
     >>> m = aimm.create_instance("aimm_services.example.linear_plugins.LinearRegression")
-    >>> aimm.fit(m.instance_id, DataAccess.of("example.synthetic", rows=200)["x"], ...)
-    >>> h = aimm.predict(m.instance_id, x, wait=False); h.status, h.progress
+    >>> data = DataAccess.of("example.synthetic", rows=200)   # run by the server, not here
+    >>> aimm.fit(m.instance_id, data["x"], data["y"])          # items of its result
+    >>> h = aimm.predict(m.instance_id, numpy.ones((3, 2)), wait=False); h.status, h.progress
     >>> models(); actions()
 """
 from __future__ import annotations

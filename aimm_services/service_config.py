@@ -4,13 +4,13 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from .config import AimmConfig, apply_log_level, load_config
+from .config import AimmConfig, apply_log_config, load_config
 
 
 def load_service_config(service: Any) -> AimmConfig:
     """The AIMM YAML of a service: its class attribute `aimm_config`, else $AIMM_CONFIG."""
     config = load_config(getattr(service, "aimm_config", None))
-    apply_log_level(config)
+    apply_log_config(config)
     return config
 
 

@@ -351,31 +351,39 @@ class Engine:
                 self._cond.notify_all()
 
     def _resolve_data_access(self, action: Action, args: list, kwargs: dict) -> tuple:
-        """Replace DataAccess arguments (positional and keyword) by their results, fetching
-        them all in parallel."""
-        slots = [(i, a) for i, a in enumerate(args) if wire_values.is_data_access(a)]
-        slots += [(k, v) for k, v in kwargs.items() if wire_values.is_data_access(v)]
+        """Replace DataAccess arguments -- at any depth of lists, tuples and plain dicts of
+        the positional and keyword arguments -- by their results, fetching them all in
+        parallel."""
+        root = {"args": list(args), "kwargs": dict(kwargs)}
+        slots: list = []
+        _find_data_access(root["args"], ("args",), slots)
+        _find_data_access(root["kwargs"], ("kwargs",), slots)
         if not slots:
-            return list(args), dict(kwargs)
+            return root["args"], root["kwargs"]
         with self._cond:
             action.phase = "accessing_data"
         results: dict = {}
         errors: list = []
 
-        def fetch(key: Any, marker: dict) -> None:
+        def fetch(path: tuple, marker: dict) -> None:
             try:
-                results[key] = self._fetch(action, key, marker)
+                # progress keys: "0", "name" for top-level arguments, "0/x/1" deeper
+                key = "/".join(str(part) for part in path[1:])
+                results[path] = self._fetch(action, key, marker)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the action thread
                 errors.append(exc)
 
-        futures = [self._fetch_threads.submit(fetch, key, marker) for key, marker in slots]
+        futures = [self._fetch_threads.submit(fetch, path, marker) for path, marker in slots]
         for future in futures:
             future.result()
         if errors:
             raise errors[0]
-        new_args = [results[i] if i in results else a for i, a in enumerate(args)]
-        new_kwargs = {k: results.get(k, v) for k, v in kwargs.items()}
-        return new_args, new_kwargs
+        for path, value in results.items():
+            parent = root
+            for part in path[:-1]:
+                parent = parent[part]
+            parent[path[-1]] = value
+        return root["args"], root["kwargs"]
 
     def _fetch(self, action: Action, key: Any, marker: dict) -> Any:
         args, kwargs = self._resolve_data_access(action, list(marker["args"]),
@@ -478,6 +486,22 @@ class Engine:
 
 
 _NOT_APPLIED = object()
+
+
+def _find_data_access(value: Any, path: tuple, found: list) -> None:
+    """Collect (path, marker) of every wire-encoded DataAccess inside `value`."""
+    if wire_values.is_data_access(value):
+        found.append((path, value))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _find_data_access(item, path + (i,), found)
+    elif isinstance(value, dict):
+        tag = value.get(wire_values.TAG)
+        if tag is None:
+            for key, item in value.items():
+                _find_data_access(item, path + (key,), found)
+        elif tag == "tuple":
+            _find_data_access(value["items"], path + ("items",), found)
 
 
 def _error_dict(exc: BaseException) -> dict:

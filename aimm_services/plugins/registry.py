@@ -102,7 +102,41 @@ def load_plugins(module_names: Iterable[str]) -> list[str]:
                 f"plugin module {name!r} (from plugins.names) could not be imported: "
                 f"{type(exc).__name__}: {exc}") from exc
         loaded.append(name)
+    adopt_aimm_plugins()
     return loaded
+
+
+def adopt_aimm_plugins(registry: Optional[PluginRegistry] = None) -> int:
+    """Register here what plugin modules written for AIMM (`from aimm import plugins`)
+    registered with the published `aimm` package, so they load unchanged. Returns how many
+    registrations were taken (0 when `aimm` is not in use)."""
+    import sys
+    decorators = sys.modules.get("aimm.plugins.decorators")
+    if decorators is None:
+        return 0
+    registry = registry or default_registry
+    taken = 0
+    for kind, entries in getattr(decorators, "_declarations", {}).items():
+        if kind not in PLUGIN_KINDS:
+            continue
+        for key, plugin in entries.items():
+            function = plugin.function
+            # AIMM's @model classes: a fit returning None means fitted in place
+            in_place = kind == "fit" and _is_model_method(function, key)
+            registry.declare(Plugin(kind, key, function,
+                                    state_cb_arg_name=getattr(plugin, "state_cb_arg_name", None),
+                                    instance_arg_name=getattr(plugin, "instance_arg_name", None),
+                                    place=describe_place(function),
+                                    returns_self_when_none=in_place))
+            taken += 1
+    return taken
+
+
+def _is_model_method(function: Callable, model_type: str) -> bool:
+    """Whether `function` is the fit method of the @model class named `model_type`."""
+    qualname = getattr(function, "__qualname__", "")
+    return qualname.endswith(".fit") and \
+        f"{getattr(function, '__module__', '')}.{qualname[:-4]}" == model_type
 
 
 def unload_all() -> None:

@@ -96,7 +96,7 @@ def test_all_problems_reported_with_file_path_expected_and_found(tmp_path):
             f"{path}: backend.path: expected a file path for the SQLite database, found nothing",
             f"{path}: control[0].module: expected one of",
             f"{path}: control[1].server.port: expected a port number 0-65535, found int 99999",
-            f"{path}: control[1].users[0].password: expected 'scrypt$...'",
+            f"{path}: control[1].users[0].password: expected 'scrypt-sha256$...'",
             f"{path}: plugin: unknown key (did you mean 'plugins'?)",
             f"{path}: plugins: expected a mapping"):
         assert expected in message, (expected, message)
@@ -120,4 +120,4 @@ def test_salted_hash_accepted(tmp_path):
     text = AIMM_EXAMPLE.replace(
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         f'"{hash_password("pw")}"')
-    assert load_config(write(tmp_path, text)).users["user"].startswith("scrypt$")
+    assert load_config(write(tmp_path, text)).users["user"].startswith("scrypt-sha256$")
