@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable, Optional
 
 from .. import naming
-from ..monitoring.collector import Collector, ServiceSnapshot, WorkerReading
+from ..monitoring.collector import Collector, ServiceSnapshot
 from ..monitoring.log_capture import SERVICE_LOGGER, LogCapture, ServiceLogHandler, WriterHandler
 from ..monitoring.log_store import LogReader
 from ..monitoring.metrics_store import MetricsStore
@@ -37,7 +37,8 @@ from .control_service import CONTROL_SERVICE_NAME, ControlService, UnknownServic
 from .helper_process import start_helper
 from .ports import port_holder
 from .restart_policy import RestartPolicy
-from .service_pool import FAILED, RUNNING, STOPPED, ServicePool
+from .pool_interface import ServiceState, SupervisedPool
+from .service_pool import ServicePool
 from . import log_isolation
 from .state_file import AlreadyRunning, StateFile, find_all, reap_dead_scopes
 from .system import System
@@ -72,7 +73,7 @@ class Arbiter:
         self.scope = config.supervisor.scope
         self.system = system or System()
         self.pool_factory = pool_factory or sp_mod.default_pool_factory
-        self.pools: dict[str, ServicePool] = {}   # by section name, in file order
+        self.pools: dict[str, SupervisedPool] = {}   # by section name, in file order
         self.started_at = time.time()
         self.phase = "booting"        # booting, running, stopping
         self.exit_code = EXIT_OK
@@ -120,7 +121,7 @@ class Arbiter:
                 if time.monotonic() > deadline:
                     raise
 
-    def lookup(self, name: str) -> ServicePool:
+    def lookup(self, name: str) -> SupervisedPool:
         pools = dict(self.pools)
         if name in pools:
             return pools[name]
@@ -135,7 +136,7 @@ class Arbiter:
 
     def log_reader(self, name: str) -> LogReader:
         sp = self.lookup(name)
-        return LogReader(sp.config.log_dir, sp.name)
+        return LogReader(*sp.log_location())
 
     def metrics_store_for(self, name: str) -> MetricsStore:
         self.lookup(name)
@@ -206,7 +207,7 @@ class Arbiter:
                  self.config.path, self.control.shm_address, self.control.tcp_address)
         self._boot_queue = [s.name for s in self.config.services if s.enabled]
 
-    def _make_pool(self, svc: Any) -> ServicePool:
+    def _make_pool(self, svc: Any) -> SupervisedPool:
         try:
             cls = svc.service_class()
         except Exception as exc:  # validated at load; a module may still fail the second time
@@ -282,7 +283,7 @@ class Arbiter:
         self._accepting = False
         self._fail_pending_commands()
         for sp in self.pools.values():
-            if sp.pool is not None:
+            if sp.has_workers:
                 with contextlib.suppress(Exception):
                     sp.kill_all()
         self._stop_web_monitor()
@@ -363,17 +364,12 @@ class Arbiter:
                 while os.read(self._wake_r, 4096):
                     pass
 
-    def _tick(self, sp: ServicePool) -> None:
+    def _tick(self, sp: SupervisedPool) -> None:
         try:
             sp.tick()
         except Exception as exc:  # noqa: BLE001 - one service's trouble must not stop the others
             log.exception("supervising %s failed", sp.name)
-            delay = sp.restart_policy.record_crash(self.system.monotonic())
-            if delay is None:
-                with contextlib.suppress(Exception):
-                    sp.stop(fail_reason=f"supervisor error: {type(exc).__name__}: {exc}")
-            else:
-                sp.spawn_not_before = self.system.monotonic() + delay
+            sp.supervision_error(exc)
 
     # -- signals -----------------------------------------------------------------------------
     def _handle_signals(self) -> None:
@@ -398,30 +394,25 @@ class Arbiter:
 
     def _adjust_all(self, step: int, why: str) -> None:
         for sp in self.pools.values():
-            if sp.status == RUNNING:
-                n = min(max(sp.target + step, sp.config.min_proc_num), sp.config.max_proc_num)
-                if n == sp.target:
-                    log.info("%s: %s stays at %d worker(s) (min %d, max %d)", why, sp.name, n,
-                             sp.config.min_proc_num, sp.config.max_proc_num)
-                else:
-                    sp.scale(n, reason=why)
+            if sp.status == ServiceState.RUNNING:
+                sp.scale_by(step, why)
 
     def begin_stop(self) -> None:
         self.phase = "stopping"
         self._boot_queue.clear()
         for sp in self.pools.values():
-            sp.shutting_down = True
-        order = [name for name, sp in self.pools.items() if sp.pool is not None]
+            sp.begin_shutdown()
+        order = [name for name, sp in self.pools.items() if sp.has_workers]
         self._stop_queue = list(reversed(order))
 
     def _advance_stop(self) -> bool:
         """Stop services one at a time, last started first; True once all have stopped."""
         while self._stop_queue:
             sp = self.pools[self._stop_queue[0]]
-            if sp.pool is None:
+            if not sp.has_workers:
                 self._stop_queue.pop(0)
                 continue
-            if sp.status != sp_mod.STOPPING:
+            if sp.status != ServiceState.STOPPING:
                 sp.stop()
             return False
         return True
@@ -446,16 +437,17 @@ class Arbiter:
                     sp.start()
                 except Exception as exc:  # noqa: BLE001
                     log.exception("%s could not start", sp.name)
-                    sp.status, sp.last_error = FAILED, f"could not start: {exc}"
+                    sp.fail(f"could not start: {exc}")
             if not sp.config.wait_until_completed:
                 self._boot_queue.pop(0)
                 continue
-            if sp.status == RUNNING:
+            if sp.status == ServiceState.RUNNING:
                 self._boot_queue.pop(0)
                 continue
-            if sp.status in (FAILED, STOPPED) and sp.pool is None:
+            if sp.status in (ServiceState.FAILED, ServiceState.STOPPED) and not sp.has_workers:
                 log.error("%s failed to start and later services wait for it (wait_until_completed):"
-                          " stopping the supervisor. %s", sp.name, sp.last_error or "")
+                          " stopping the supervisor. %s", sp.name,
+                          sp.status_dict({}, {}).get("last_error") or "")
                 self.exit_code = EXIT_BOOT_FAILURE
                 self.begin_stop()
             return
@@ -493,10 +485,10 @@ class Arbiter:
     def _cmd_status(self) -> dict:
         services = []
         for sp in self.pools.values():
-            latest = self.collector.latest.get(sp.name, {}) if sp.pool is not None else {}
+            latest = self.collector.latest.get(sp.name, {}) if sp.has_workers else {}
             # errors and calls count since the supervisor started, across restarts of the service
             totals = dict(self.collector.totals.get(sp.name, {}))
-            if sp.pool is None:
+            if not sp.has_workers:
                 totals["calls_per_s"] = 0.0
             services.append(sp.status_dict(latest, totals))
         return {"supervisor": {"pid": os.getpid(), "scope": self.scope, "ini": self.config.path,
@@ -511,15 +503,15 @@ class Arbiter:
         refused = self._refuse_while_stopping()
         if refused:
             return refused
-        already = sp.status in (RUNNING, sp_mod.STARTING)
+        already = sp.status in (ServiceState.RUNNING, ServiceState.STARTING)
         message = sp.start()
         return {"ok": not already, "message": message}
 
     def _cmd_stop(self, name: str) -> dict:
         sp = self.lookup(name)
-        already = sp.pool is None
+        already = not sp.has_workers
         message = sp.stop()
-        if sp.pool is None:
+        if not sp.has_workers:
             self.collector.stopped(sp.name)
         return {"ok": not already, "message": message}
 
@@ -537,7 +529,7 @@ class Arbiter:
 
     def _cmd_restart_worker(self, name: str, worker_id: int) -> dict:
         sp = self.lookup(name)
-        if sp.pool is None:
+        if not sp.has_workers:
             return {"ok": False, "message": f"{sp.name} is {sp.status}"}
         return {"ok": True, "message": sp.restart_worker(worker_id)}
 
@@ -578,15 +570,14 @@ class Arbiter:
                 self._pending_add[section] = svc
                 done.append(f"replacing {sp.name} ({section} now from {svc.import_from})")
                 continue
-            sp.logs = self.capture.service(sp.name, svc.log_dir, svc.log_max_bytes, svc.log_backups,
-                                           svc.log_level)
+            sp.set_logs(self.capture.service(sp.name, svc.log_dir, svc.log_max_bytes, svc.log_backups,
+                                             svc.log_level))
             if not svc.enabled:
-                sp.config = svc
+                sp.apply_settings(svc)
                 done.append(sp.stop())
                 continue
-            if sp.pool is None and "enabled" in changed:
-                sp.config = svc
-                sp.restart_policy.update_settings(svc)
+            if not sp.has_workers and "enabled" in changed:
+                sp.apply_settings(svc)
                 done.append(sp.start())
                 continue
             done.append(sp.reconfigure(svc, [k for k in changed if k != "enabled"]))
@@ -616,7 +607,7 @@ class Arbiter:
     def _forget_removed(self) -> None:
         for section in list(self._removing):
             sp = self.pools.get(section)
-            if sp is None or sp.pool is None:
+            if sp is None or not sp.has_workers:
                 self.pools.pop(section, None)
                 self._removing.discard(section)
                 if sp is not None:
@@ -638,7 +629,7 @@ class Arbiter:
     def _collect_metrics(self) -> None:
         now = self.system.monotonic()
         for sp in self.pools.values():
-            if sp.pool is None:
+            if not sp.has_workers:
                 if self._next_collect.pop(sp.name, None) is not None:
                     self.collector.stopped(sp.name)
                 continue
@@ -646,11 +637,7 @@ class Arbiter:
             if now < due:
                 continue
             self._next_collect[sp.name] = now + sp.config.metrics_interval
-            stats = sp.read_stats()
-            readings = [WorkerReading(r["worker_id"], r["pid"], r["calls"], r["errors"],
-                                      stats.get(r["worker_id"], {}))
-                        for r in sp.worker_rows()]
-            self.collector.submit(ServiceSnapshot(sp.name, self.system.time(), readings,
+            self.collector.submit(ServiceSnapshot(sp.name, self.system.time(), sp.metrics_readings(),
                                                   sp.config.metrics_retention))
 
     # -- web monitor -------------------------------------------------------------------------

@@ -25,11 +25,15 @@ from typing import Any, Callable, Optional
 
 from ..exit_codes import WORKER_CANNOT_HEAL
 from ..shm import service_segment as ss
+from ..monitoring.collector import WorkerReading
 from . import scaling_policy
+from .pool_interface import ServiceState, SupervisedPool
 from .restart_policy import RestartPolicy
 from .system import System
 
-STARTING, RUNNING, STOPPING, STOPPED, FAILED = "starting", "running", "stopping", "stopped", "failed"
+STARTING, RUNNING, STOPPING, STOPPED, FAILED = (
+    ServiceState.STARTING, ServiceState.RUNNING, ServiceState.STOPPING, ServiceState.STOPPED,
+    ServiceState.FAILED)
 HANG_DUMP_GRACE_S = 0.5  # time a hung worker gets to write its stacks before SIGKILL
 
 # Options a reload applies to a running service without touching its workers.
@@ -65,7 +69,9 @@ def tcp_settings(config: Any) -> Any:
                        compression=config.tcp_compression, drain_timeout=config.graceful_timeout)
 
 
-class ServicePool:
+class ServicePool(SupervisedPool):
+    """A service run by worker processes on this machine (see the module docstring)."""
+
     def __init__(self, config: Any, service_cls: type, scope: str, *, system: Optional[System] = None,
                  logs: Any = None, pool_factory: Callable = default_pool_factory):
         self.config = config
@@ -78,7 +84,7 @@ class ServicePool:
         self.log = logging.getLogger(f"speedysvc.service.{self.name}")
         self.pool_factory = pool_factory
         self.pool: Any = None
-        self.status = STOPPED
+        self.status: ServiceState = STOPPED
         self.target = 0
         self.started_at: Optional[float] = None   # wall clock, for the control API
         self.restarts = 0
@@ -97,7 +103,6 @@ class ServicePool:
         self.stop_deadline: Optional[float] = None
         self.fail_when_stopped = False
         self.start_when_stopped = False
-        self.pending_config: Any = None
         self.shutting_down = False   # the supervisor is stopping: exits are not crashes any more
         self.tcp_address: Optional[str] = None
         self._busy_seen: dict[int, int] = {}
@@ -246,6 +251,56 @@ class ServicePool:
             self.log.info("reload: applied %s", ", ".join(f"{k}={getattr(new_config, k)!r}"
                                                           for k in live))
         return f"{self.name}: applied {', '.join(changed)}"
+
+    def scale_by(self, step: int, reason: str) -> str:
+        lo, hi = self.config.min_proc_num, self.config.max_proc_num
+        if self.status != RUNNING:
+            return f"{self.name} is {self.status}"
+        n = min(max(self.target + step, lo), hi)
+        if n == self.target:
+            message = f"{self.name} stays at {n} worker(s) (min {lo}, max {hi})"
+            self.log.info("%s: %s", reason, message)
+            return message
+        return self.scale(n, reason=reason)[1]
+
+    def apply_settings(self, new_config: Any) -> None:
+        """New settings for a service that is not running: they apply at its next start."""
+        self.config = new_config
+        self.restart_policy.update_settings(new_config)
+
+    def set_logs(self, logs: Any) -> None:
+        self.logs = logs
+
+    def begin_shutdown(self) -> None:
+        self.shutting_down = True
+
+    def fail(self, reason: str) -> None:
+        self.status, self.last_error = FAILED, reason
+
+    def supervision_error(self, exc: BaseException) -> None:
+        now = self.system.monotonic()
+        delay = self.restart_policy.record_crash(now)
+        if delay is None:
+            try:
+                self.stop(fail_reason=f"supervisor error: {type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - already failing; the kill at shutdown remains
+                self.log.exception("stopping %s after a supervision error failed", self.name)
+        else:
+            self.spawn_not_before = now + delay
+
+    # -- what the arbiter reads ----------------------------------------------------------
+    @property
+    def has_workers(self) -> bool:
+        return self.pool is not None
+
+    def log_location(self) -> tuple[str, str]:
+        return self.config.log_dir, self.name
+
+    def metrics_readings(self) -> list[WorkerReading]:
+        stats = self.read_stats()
+        return [WorkerReading(r["worker_id"], r["pid"], r["calls"], r["errors"],
+                              stats.get(r["worker_id"], {}))
+                for r in self.worker_rows()]
 
     # -- the tick ------------------------------------------------------------------------
     def tick(self) -> None:
@@ -479,8 +534,6 @@ class ServicePool:
         self._close_pool()
         self.status = FAILED if self.fail_when_stopped else STOPPED
         self.log.info("%s %s", self.name, self.status)
-        if self.pending_config is not None:
-            self.config, self.pending_config = self.pending_config, None
         if self.start_when_stopped and not self.fail_when_stopped:
             self.start_when_stopped = False
             self.start()
@@ -591,7 +644,8 @@ class ServicePool:
                             "cpu_percent": sample.get("cpu_percent", 0.0), "calls": row["calls"]})
         up = self.status in (RUNNING, STARTING, STOPPING) and self.started_at is not None
         return {
-            "name": self.name, "section": self.section, "status": self.status, "workers": workers,
+            "name": self.name, "section": self.section, "status": self.status.value,
+            "workers": workers,
             "min_proc_num": self.config.min_proc_num, "max_proc_num": self.config.max_proc_num,
             "current": len([w for w in workers if w["state"] in ("idle", "busy", "starting")]),
             "target": self.target,
