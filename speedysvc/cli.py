@@ -4,8 +4,13 @@
     speedysvc status [NAME] [--json]
     speedysvc start|stop|restart NAME...
     speedysvc scale NAME N
-    speedysvc logs NAME [-n LINES] [-f] [--grep TEXT] [--level LEVEL] [--json]
+    speedysvc restart-worker NAME WORKER_ID
+    speedysvc logs NAME [-n LINES] [-f] [--grep TEXT] [--level LEVEL] [--json] [-c FILE.ini]
+    speedysvc metrics NAME [--since T] [--until T]
     speedysvc reload
+
+Every verb after `run` is a command of the supervisor's control API
+(speedysvc.supervisor.commands); the web monitor uses the same ones.
 
 The running supervisor is found through its state file (see speedysvc.supervisor.state_file);
 with several running, say which with -c FILE.ini or --scope SCOPE.
@@ -30,7 +35,9 @@ EXIT_NOT_RUNNING = 3
 EXIT_UNREACHABLE = 4
 EXIT_BOOT_FAILURE = 70
 EXIT_CONFIG = 78
-COMMANDS = ("run", "status", "start", "stop", "restart", "scale", "logs", "reload")
+def _subcommands() -> set[str]:
+    from .supervisor.commands import COMMANDS
+    return {"run", *(name.replace("_", "-") for name in COMMANDS)}
 PROG = "speedysvc"
 
 
@@ -250,24 +257,21 @@ def _wait_restarted(client: Any, name: str, timeout: float) -> dict:
         time.sleep(0.1)
 
 
-def cmd_scale(args: argparse.Namespace) -> int:
+def cmd_generic(args: argparse.Namespace) -> int:
+    """Any registered command without a presentation of its own: call it, print its answer."""
+    from .supervisor.commands import COMMANDS
+    cmd = COMMANDS[args.command]
+    values = {p.name: getattr(args, p.name) for p in cmd.params}
     client = _connect(_one_target(args))
     try:
-        result = _call(client, "scale", args.name, args.n)
+        result = _call(client, cmd.name, **values)
     finally:
         client.close()
-    print(result["message"])
-    return EXIT_OK if result["ok"] else EXIT_FAILED
-
-
-def cmd_reload(args: argparse.Namespace) -> int:
-    client = _connect(_one_target(args))
-    try:
-        result = _call(client, "reload")
-    finally:
-        client.close()
-    print(result["message"])
-    return EXIT_OK if result["ok"] else EXIT_FAILED
+    if isinstance(result, dict) and set(result) == {"ok", "message"}:
+        print(result["message"])
+        return EXIT_OK if result["ok"] else EXIT_FAILED
+    print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK
 
 
 # -- logs ---------------------------------------------------------------------------------------
@@ -357,6 +361,7 @@ def _logs_from_files(args: argparse.Namespace) -> int:
 # -- argument parsing ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .supervisor.commands import COMMANDS, REQUIRED
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"speedysvc {__version__}")
@@ -389,11 +394,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
         p.set_defaults(func=cmd_action)
 
-    scale = sub.add_parser("scale", parents=[target], help="set the number of workers of a service")
-    scale.add_argument("name")
-    scale.add_argument("n", type=int)
-    scale.set_defaults(func=cmd_scale)
-
     logs = sub.add_parser("logs", parents=[target], help="captured output and log records of a service")
     logs.add_argument("name")
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many recent entries (default 50)")
@@ -405,14 +405,24 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     logs.set_defaults(func=cmd_logs)
 
-    reload = sub.add_parser("reload", parents=[target], help="re-read the .ini file (as SIGHUP)")
-    reload.set_defaults(func=cmd_reload)
+    # every other verb of the command registry, presented as its answer
+    for cmd in COMMANDS.values():
+        if cmd.name in sub.choices:
+            continue
+        p = sub.add_parser(cmd.name.replace("_", "-"), parents=[target], help=cmd.help)
+        for param in cmd.params:
+            if param.default is REQUIRED:
+                p.add_argument(param.name, type=param.convert, help=param.help or None)
+            else:
+                p.add_argument(f"--{param.name.replace('_', '-')}", dest=param.name, type=param.convert,
+                               default=param.default, help=param.help or None)
+        p.set_defaults(func=cmd_generic, command=cmd.name)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+    if argv and argv[0] not in _subcommands() and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "run")  # python -m speedysvc FILE.ini [--check-config]
     parser = build_parser()
     args = parser.parse_args(argv)

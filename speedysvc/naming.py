@@ -14,6 +14,7 @@ from typing import Iterable
 import posix_ipc
 
 SHM_DIR = "/dev/shm"
+CONTROL_SERVICE_NAME = "speedysvc_control"  # every supervisor serves its control API under it
 PREFIX = "ssvc_"
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9]{1,24}$")
 _CLIENT_RE = re.compile(r"_c(\d+)x\d+")

@@ -2,10 +2,12 @@
 control API"), and the translation of its failures into HTTP answers."""
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any, Protocol
 
-CONTROL_SERVICE_NAME = "speedysvc_control"
+from speedysvc.naming import CONTROL_SERVICE_NAME
+from speedysvc.supervisor.commands import COMMANDS
 
 # Exception class names (matched anywhere in the MRO, or as a remote type name) that mean "the
 # supervisor could not be reached", as opposed to "it answered with an error".
@@ -113,31 +115,11 @@ class LazyControl:
             if self._client is not None:
                 self._drop_client()
 
-    def status(self) -> dict[str, Any]:
-        return self._call("status")
-
-    def start(self, name: str) -> dict[str, Any]:
-        return self._call("start", name)
-
-    def stop(self, name: str) -> dict[str, Any]:
-        return self._call("stop", name)
-
-    def restart(self, name: str) -> dict[str, Any]:
-        return self._call("restart", name)
-
-    def scale(self, name: str, n: int) -> dict[str, Any]:
-        return self._call("scale", name, n)
-
-    def restart_worker(self, name: str, worker_id: Any) -> dict[str, Any]:
-        return self._call("restart_worker", name, worker_id)
-
-    def logs(self, name: str, lines: int = 200, text: str | None = None,
-             level: str | None = None, after: int | None = None) -> dict[str, Any]:
-        return self._call("logs", name, lines=lines, text=text, level=level, after=after)
-
-    def metrics(self, name: str, since: float | None = None,
-                until: float | None = None) -> dict[str, Any]:
-        return self._call("metrics", name, since=since, until=until)
+    def __getattr__(self, method: str) -> Any:
+        """Every verb of the supervisor's command registry, called on the control service."""
+        if method.startswith("_") or method not in COMMANDS:
+            raise AttributeError(method)
+        return functools.partial(self._call, method)
 
 
 def control_address(scope: str | None = None, address: str | None = None) -> str:

@@ -33,7 +33,9 @@ from ..monitoring.log_store import LogReader
 from ..monitoring.metrics_store import MetricsStore
 from . import service_pool as sp_mod
 from .config import Config, ConfigError, config_diff, load_config
-from .control_service import CONTROL_SERVICE_NAME, ControlService, UnknownService
+from . import commands
+from ..naming import CONTROL_SERVICE_NAME
+from .control_service import ControlService, UnknownService
 from .helper_process import start_helper
 from .ports import port_holder
 from .restart_policy import RestartPolicy
@@ -105,7 +107,10 @@ class Arbiter:
 
     # -- from other threads ----------------------------------------------------------------
     def call(self, command: str, *args: Any, timeout: float = COMMAND_TIMEOUT_S) -> Any:
-        """Run a command on the main loop and return its result (control API threads)."""
+        """Carry out a registered command (speedysvc.supervisor.commands) and return its result;
+        those that touch the pools run on the main loop (called from control API threads)."""
+        if not commands.COMMANDS[command].on_loop:
+            return commands.run(self, command, args)
         if not self._accepting:
             raise ControlUnavailable("the supervisor is shutting down")
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -388,7 +393,7 @@ class Arbiter:
                     self.begin_stop()
             elif sig == signal.SIGHUP:
                 log.info("SIGHUP: reloading %s", self.config.path)
-                self._reload()
+                self.reload()
             elif sig in (signal.SIGTTIN, signal.SIGTTOU):
                 self._adjust_all(1 if sig == signal.SIGTTIN else -1, name)
 
@@ -469,7 +474,7 @@ class Arbiter:
     def _run_commands(self) -> None:
         for command, args, future in self._pending_commands():
             try:
-                future.set_result(getattr(self, f"_cmd_{command}")(*args))
+                future.set_result(commands.run(self, command, args))
             except BaseException as exc:  # noqa: BLE001 - the caller gets it
                 future.set_exception(exc)
 
@@ -477,12 +482,8 @@ class Arbiter:
         for _command, _args, future in self._pending_commands():
             future.set_exception(ControlUnavailable("the supervisor is shutting down"))
 
-    def _refuse_while_stopping(self) -> Optional[dict]:
-        if self.phase == "stopping":
-            return {"ok": False, "message": "the supervisor is shutting down"}
-        return None
-
-    def _cmd_status(self) -> dict:
+    def status(self) -> dict:
+        """The control API's status(): the supervisor and every service."""
         services = []
         for sp in self.pools.values():
             latest = self.collector.latest.get(sp.name, {}) if sp.has_workers else {}
@@ -498,46 +499,9 @@ class Arbiter:
                                "web_monitor": self.web_url},
                 "services": services}
 
-    def _cmd_start(self, name: str) -> dict:
-        sp = self.lookup(name)
-        refused = self._refuse_while_stopping()
-        if refused:
-            return refused
-        already = sp.status in (ServiceState.RUNNING, ServiceState.STARTING)
-        message = sp.start()
-        return {"ok": not already, "message": message}
-
-    def _cmd_stop(self, name: str) -> dict:
-        sp = self.lookup(name)
-        already = not sp.has_workers
-        message = sp.stop()
-        if not sp.has_workers:
-            self.collector.stopped(sp.name)
-        return {"ok": not already, "message": message}
-
-    def _cmd_restart(self, name: str) -> dict:
-        sp = self.lookup(name)
-        return self._refuse_while_stopping() or {"ok": True, "message": sp.restart()}
-
-    def _cmd_scale(self, name: str, n: int) -> dict:
-        sp = self.lookup(name)
-        refused = self._refuse_while_stopping()
-        if refused:
-            return refused
-        ok, message = sp.scale(n)
-        return {"ok": ok, "message": message}
-
-    def _cmd_restart_worker(self, name: str, worker_id: int) -> dict:
-        sp = self.lookup(name)
-        if not sp.has_workers:
-            return {"ok": False, "message": f"{sp.name} is {sp.status}"}
-        return {"ok": True, "message": sp.restart_worker(worker_id)}
-
-    def _cmd_reload(self) -> dict:
-        return self._reload()
-
     # -- reload ------------------------------------------------------------------------------
-    def _reload(self) -> dict:
+    def reload(self) -> dict:
+        """Re-read the .ini file and apply what changed (SIGHUP, and the reload command)."""
         if self.phase == "stopping":
             return {"ok": False, "message": "the supervisor is shutting down"}
         try:

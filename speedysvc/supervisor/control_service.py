@@ -1,21 +1,29 @@
 """The supervisor's control API: the one door the CLI and the web monitor go through.
 
 Served inside the supervisor process as the speedysvc service `speedysvc_control` (shared
-memory in the supervisor's scope, and loopback TCP). Methods that change or read the pools run
-on the arbiter's main loop (`Arbiter.call`), so supervision stays single-threaded; logs and
-metrics are read from their files directly. Contract: docs/ARCHITECTURE.md.
+memory in the supervisor's scope, and loopback TCP). Its methods are made from the command
+registry (speedysvc.supervisor.commands): commands that read or change the pools run on the
+arbiter's main loop (`Arbiter.call`), so supervision stays single-threaded; logs and metrics
+are read from their files directly. Contract: docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable
 
 from ..methods import ServerMethodsBase, msgpack_method
+from ..naming import CONTROL_SERVICE_NAME
+from .commands import COMMANDS, Command, UnknownService
 
-CONTROL_SERVICE_NAME = "speedysvc_control"
+__all__ = ["CONTROL_SERVICE_NAME", "ControlService", "UnknownService"]
 
 
-class UnknownService(LookupError):
-    """No service of that name is configured in this supervisor."""
+def _method(cmd: Command) -> Callable:
+    def method(self: "ControlService", *args: Any, **kwargs: Any) -> Any:
+        return self.arbiter.call(cmd.name, *cmd.convert(args, kwargs))
+    method.__name__ = method.__qualname__ = cmd.name
+    method.__doc__ = cmd.help
+    method.__signature__ = cmd.signature()  # type: ignore[attr-defined]  # what describe() shows
+    return msgpack_method(method)
 
 
 class ControlService(ServerMethodsBase):
@@ -26,46 +34,6 @@ class ControlService(ServerMethodsBase):
         super().__init__()
         self.arbiter = arbiter
 
-    @msgpack_method
-    def status(self) -> dict:
-        """The supervisor and every service, with their workers."""
-        return self.arbiter.call("status")
 
-    @msgpack_method
-    def start(self, name: str) -> dict:
-        return self.arbiter.call("start", name)
-
-    @msgpack_method
-    def stop(self, name: str) -> dict:
-        return self.arbiter.call("stop", name)
-
-    @msgpack_method
-    def restart(self, name: str) -> dict:
-        """Rolling restart: new workers start first, old ones stop once the new ones serve."""
-        return self.arbiter.call("restart", name)
-
-    @msgpack_method
-    def scale(self, name: str, n: int) -> dict:
-        return self.arbiter.call("scale", name, int(n))
-
-    @msgpack_method
-    def restart_worker(self, name: str, worker_id: Any) -> dict:
-        return self.arbiter.call("restart_worker", name, int(worker_id))
-
-    @msgpack_method
-    def logs(self, name: str, lines: int = 200, text: Optional[str] = None,
-             level: Optional[str] = None, after: Optional[int] = None) -> dict:
-        reader = self.arbiter.log_reader(name)
-        entries, cursor = reader.query(lines=int(lines), text=text or None,
-                                       level=level.upper() if level else None, after=after)
-        return {"entries": entries, "cursor": cursor}
-
-    @msgpack_method
-    def metrics(self, name: str, since: Optional[float] = None, until: Optional[float] = None) -> dict:
-        store = self.arbiter.metrics_store_for(name)
-        return store.series(self.arbiter.service_name(name), since=since, until=until)
-
-    @msgpack_method
-    def reload(self) -> dict:
-        """Re-read the .ini file, as SIGHUP does."""
-        return self.arbiter.call("reload")
+for _cmd in COMMANDS.values():
+    setattr(ControlService, _cmd.name, _method(_cmd))

@@ -119,6 +119,7 @@ def test_every_route_has_tests(app):
 
 
 def test_stop_confirmation_counts_workers_in_plain_english(client, fake_control):
+    fake_control._svc("echo")["min"] = 1  # the fake's echo keeps 2 workers at least
     fake_control.scale("echo", 1)
     one = client.get("/services/echo/stop").get_data(as_text=True)
     assert "The worker process of <b>echo</b>" in one and "All 1 worker" not in one
