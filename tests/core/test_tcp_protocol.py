@@ -21,7 +21,9 @@ SECRET = "correct horse battery staple"
 def secured():
     from speedysvc.serve import new_scope
     with serve(Echo, workers=1, tcp="127.0.0.1:0", scope=new_scope(), secret=SECRET,
-               tcp_options={"max_frame": 4 * 1024 * 1024}) as svc:
+               tcp_options={"max_frame": 4 * 1024 * 1024,
+                            # these tests try wrong secrets on purpose (test_tcp_faults tests the back-off)
+                            "auth_failure_backoff": 0}) as svc:
         yield svc
     assert naming.list_objects(svc.scope) == []
 
