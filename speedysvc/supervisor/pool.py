@@ -7,6 +7,7 @@ for embedded use.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import json
 import logging
@@ -96,6 +97,10 @@ class WorkerPool:
         Plain bind, no SO_REUSEPORT: a port another deployment holds is refused, never shared
         (the kernel would split the callers between the two)."""
         host, port = self.tcp.host, self.tcp.port
+        try:
+            self.tcp.tls_context()  # unreadable certificates fail here, not in the front
+        except ValueError as exc:
+            raise OSError(errno.EINVAL, f"{self.name} cannot serve TLS: {exc}") from None
         try:
             self._listener = listen(host, port)
         except OSError as exc:
