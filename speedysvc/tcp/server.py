@@ -192,13 +192,14 @@ class TCPServer:
         return None
 
     def _make_room(self, host: Optional[str]) -> bool:
-        """Close the idlest connection (of `host`, or of anyone) that is not in a call:
-        unauthenticated ones first, subscriptions last. Holds _lock."""
+        """Close the connection (of `host`, or of anyone) idle for longest -- since its last
+        call, or since it connected if it has made none -- never one in a call, subscriptions
+        last. The new connection is the youngest, so it is never the one to go. Holds _lock."""
         candidates = [c for c in self._connections.values()
                       if not c.busy and not c.closing and (host is None or c.host == host)]
         if not candidates:
             return False
-        victim = min(candidates, key=lambda c: (c.established, c.subscribed, c.last_active))
+        victim = min(candidates, key=lambda c: (c.subscribed, c.last_active))
         log.info("closing a connection from %s to %s idle for %.1fs to make room for a new one",
                  victim.host, self.service, time.monotonic() - victim.last_active)
         self._uncount(victim)
