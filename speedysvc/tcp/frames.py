@@ -165,7 +165,6 @@ class FrameReader:
 
     INITIAL = 4 * 1024
     BUFFERED_MAX = 64 * 1024   # bodies up to this size are read through the shared buffer
-    GROW_STEP = 1 << 20        # a large body's buffer grows by at most this much per step
 
     def __init__(self, sock: socket.socket, max_frame: int, frame_timeout: Optional[float] = None):
         self.sock = sock
@@ -268,8 +267,8 @@ class FrameReader:
         self.start = self.end = 0
         self._enter_frame()
         while have < length:
-            # grow with what arrives: at most double (or GROW_STEP more than) what we have
-            room = min(length, max(2 * have, have + self.BUFFERED_MAX), have + self.GROW_STEP)
+            # grow with what arrives: never more than twice what has been received
+            room = min(length, max(2 * have, have + self.BUFFERED_MAX))
             body.extend(bytes(room - len(body)))
             view = memoryview(body)
             try:
