@@ -470,8 +470,10 @@ def _keepalive(sock: socket.socket) -> None:
 
 
 def _shutdown(sock: socket.socket) -> None:
+    """Wake the thread reading `sock`: shut the connection down under it. For TLS the plain
+    socket's shutdown, since SSLSocket.shutdown drops the TLS state another thread is using."""
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except (OSError, ValueError):
         pass
 
