@@ -303,15 +303,27 @@ def read_frame(sock: socket.socket, max_frame: int) -> tuple[int, int, int, int,
     return kind, codec, flags, request_id, body
 
 
+SMALL_FRAME = 16 * 1024  # below this, one joined buffer and send() beat a gather-write
+
+
 def send_frame(sock: socket.socket, kind: int, request_id: int, parts: list, codec: int = 0,
                flags: int = 0) -> None:
-    size = sum(memoryview(p).nbytes for p in parts)
+    size = 0
+    for p in parts:
+        size += len(p) if p.__class__ is bytes else memoryview(p).nbytes
     if codec and size >= COMPRESS_MIN_BYTES:
         body = compress(codec, b"".join(bytes(p) if not isinstance(p, bytes) else p for p in parts))
         parts, size = [body], len(body)
     else:
         codec = 0
-    sendall_parts(sock, [pack_header(kind, request_id, size, codec, flags), *parts])
+    header = HEADER.pack(MAGIC, VERSION, kind, codec, flags, request_id & 0xFFFFFFFF, size)
+    if size < SMALL_FRAME:
+        try:
+            sock.sendall(b"".join([header, *parts]))
+        except (BlockingIOError, ssl.SSLWantWriteError):  # SO_SNDTIMEO expired
+            raise socket.timeout("timed out") from None
+        return
+    sendall_parts(sock, [header, *parts])
 
 
 def sendall_parts(sock: socket.socket, parts: list) -> None:

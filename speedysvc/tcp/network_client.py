@@ -49,6 +49,7 @@ class _Connection:
         self.reader = frames.FrameReader(self.sock, max_frame)
         self.io_timeout: Optional[float] = -1.0
         self.draining = False
+        self.limit: Optional[int] = None  # the largest request frame, once known
         try:
             self.set_timeout(timeout)
             kind, _, _, _, body = self.reader.read_frame()
@@ -131,6 +132,7 @@ class NetworkClient:
         self.codec = frames.codec_for(compression)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._prepared: dict[str, tuple] = {}
         self._connections: list[_Connection] = []
         self.closed = False
         self.description = self.call(dispatch.DESCRIBE)
@@ -141,6 +143,21 @@ class NetworkClient:
         preferred = hello.get("compression")
         if compression is None and preferred in frames.available_codecs():
             self.codec = frames.codec_for(preferred)  # the service's tcp_compression setting
+
+    def _prepare(self, method: str) -> tuple:
+        """(serialiser, encoded request header and name) of a method, made once."""
+        methods = getattr(self, "methods", None)
+        encoder = "msgpack" if methods is None else methods.get(method)
+        if encoder is None:
+            if method not in (dispatch.DESCRIBE, dispatch.PING):
+                raise MethodNotFound(f"service {self.service_name!r} has no method {method!r}; "
+                                     f"it has: {', '.join(sorted(methods)) or 'none'}")
+            encoder = "msgpack"
+        serialiser = serialisers.SERIALISERS[encoder]
+        prepared = (serialiser, b"".join(dispatch.encode_request(method, serialiser.code, [])))
+        if methods is not None:  # DESCRIBE, before the methods are known, is not cached
+            self._prepared[method] = prepared
+        return prepared
 
     def _conn(self) -> _Connection:
         conn = getattr(self._local, "conn", None)
@@ -165,22 +182,20 @@ class NetworkClient:
              timeout: Optional[float] = None) -> Any:
         if self.closed:
             raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
-        methods = getattr(self, "methods", None)
-        encoder = "msgpack" if methods is None else methods.get(method)
-        if encoder is None:
-            if method not in (dispatch.DESCRIBE, dispatch.PING):
-                raise MethodNotFound(f"service {self.service_name!r} has no method {method!r}; "
-                                     f"it has: {', '.join(sorted(methods)) or 'none'}")
-            encoder = "msgpack"
-        serialiser = serialisers.SERIALISERS[encoder]
-        parts = dispatch.encode_request(method, serialiser.code, serialiser.encode_call(args, kwargs or {}))
+        prepared = self._prepared.get(method)
+        if prepared is None:
+            prepared = self._prepare(method)
+        serialiser, prefix = prepared
+        parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
         timeout = self.timeout if timeout is None else timeout
         conn = self._conn()
         if conn.draining or conn.peer_said_goodbye():
             # the worker behind this connection is retiring: go to another one before sending
             self._drop()
             conn = self._conn()
-        limit = min(self.max_frame, int(conn.hello.get("max_frame", self.max_frame)))
+        limit = conn.limit
+        if limit is None:
+            limit = conn.limit = min(self.max_frame, int(conn.hello.get("max_frame", self.max_frame)))
         size = serialisers.parts_size(parts)
         if size > limit:
             raise PayloadTooLarge(f"request to {self.service_name}.{method} is {size} bytes; the server "
