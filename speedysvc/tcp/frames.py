@@ -177,6 +177,11 @@ class FrameReader:
         self.end = 0
         self._mid_frame = False    # SO_RCVTIMEO is frame_timeout until the frame is complete
 
+    @property
+    def in_frame(self) -> bool:
+        """Part of a frame has arrived and the rest has not (after a timeout: a stalled peer)."""
+        return self._mid_frame or self.end > self.start
+
     def set_wait_timeout(self, seconds: Optional[float]) -> None:
         """How long to wait for the first byte of the next frame (the idle timeout)."""
         if seconds != self.wait_timeout or self._mid_frame:

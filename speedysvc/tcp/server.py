@@ -310,7 +310,17 @@ class TCPServer:
             reader.set_wait_timeout(lim.header_timeout)
             self._handshake(conn, reader)
             while not self._stopping.is_set():
-                kind, codec, flags, request_id, body = reader.read_frame()
+                try:
+                    kind, codec, flags, request_id, body = reader.read_frame()
+                except (socket.timeout, TimeoutError):
+                    if not conn.established or conn.draining or reader.in_frame:
+                        raise  # silent from the start, already told, or stalled mid-frame
+                    # idle: GOAWAY, so the client's next call opens a new connection; a call
+                    # that crossed the GOAWAY is still served before the connection closes
+                    conn.draining = True
+                    self._send_goaway(conn)
+                    reader.set_wait_timeout(DRAIN_IDLE_S)
+                    continue
                 if not conn.established:
                     conn.established = True
                 conn.busy = True
@@ -319,7 +329,9 @@ class TCPServer:
                 finally:
                     conn.busy = False
                     conn.last_active = time.monotonic()
-                if conn.subscribed:  # events flow the other way; dead peers are found by keepalive
+                if conn.draining:
+                    reader.set_wait_timeout(DRAIN_IDLE_S)
+                elif conn.subscribed:  # events flow the other way; dead peers are found by keepalive
                     reader.set_wait_timeout(None)
                 elif reader.wait_timeout != lim.idle_timeout:
                     reader.set_wait_timeout(lim.idle_timeout)
@@ -327,8 +339,6 @@ class TCPServer:
             if not conn.established:
                 log.info("closing connection from %s to %s: no complete frame within %gs "
                          "(tcp_header_timeout)", _peer(peer), self.service, lim.header_timeout)
-            else:  # idle: tell the client, so its next call goes to a new connection
-                self._send_goaway(conn)
         except ConnectionError:
             pass  # peer went away (or was closed to make room): nothing to report
         except (ProtocolError, AuthenticationError, ssl.SSLError) as exc:

@@ -368,3 +368,20 @@ def _echo_or_none(c, text):
         return c.echo(text)
     except (WorkerDied, ServiceUnavailable):
         return None
+
+
+def test_a_call_crossing_the_idle_goaway_is_still_answered(scope):
+    """The server closes an idle connection with GOAWAY first; a call the client sent before
+    it saw the GOAWAY is served, not lost (it would surface as WorkerDied for a call that
+    never ran)."""
+    with serve(Echo, scope=scope, tcp="127.0.0.1:0", tcp_options={"idle_timeout": 1.0}) as svc:
+        sock, _ = hello(svc)
+        frames.send_frame(sock, frames.PING, 1, [])
+        assert frames.read_frame(sock, 1 << 20)[0] == frames.PONG
+        sock.settimeout(10)
+        assert frames.read_frame(sock, 1 << 20)[0] == frames.GOAWAY  # idle for a second
+        frames.send_frame(sock, frames.PING, 2, [])  # as if sent just before the GOAWAY arrived
+        kind, _, _, rid, _ = frames.read_frame(sock, 1 << 20)
+        assert (kind, rid) == (frames.PONG, 2)
+        wait_until(lambda: closed_by_server(sock), timeout=10, message="the connection closed after")
+        sock.close()
