@@ -385,3 +385,23 @@ def test_a_call_crossing_the_idle_goaway_is_still_answered(scope):
         assert (kind, rid) == (frames.PONG, 2)
         wait_until(lambda: closed_by_server(sock), timeout=10, message="the connection closed after")
         sock.close()
+
+
+def test_stopping_the_service_finishes_the_tcp_call_in_progress_and_says_goaway(scope, tmp_path):
+    ledger = tmp_path / "done.txt"
+    with serve(Ledger, workers=1, scope=scope, tcp="127.0.0.1:0") as svc:
+        with connect(Ledger, svc.tcp_address) as c:
+            idle, _ = hello(svc)
+            result: list = []
+            t = threading.Thread(target=lambda: result.append(c.work(str(ledger), "last", 1.0)))
+            t.start()
+            wait_until(lambda: any(w["state"] == "busy" for w in _worker_states(svc)), timeout=10,
+                       message="the call running")
+            for w in svc.pool.live():  # what the supervisor does to stop a service
+                svc.pool.request_stop(w)
+            t.join(30)
+            assert result and result[0][0] == "last"  # finished, not cut
+            kind = frames.read_frame(idle, 1 << 20)[0]
+            assert kind == frames.GOAWAY
+            wait_until(lambda: closed_by_server(idle), timeout=10, message="idle connection closed")
+            idle.close()
