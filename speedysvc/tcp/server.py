@@ -52,17 +52,15 @@ class Limits:
     auth_failure_backoff: float = 1.0
 
 
-def listen(host: str, port: int, *, reuse_port: bool = False, backlog: int = 1024) -> socket.socket:
+def listen(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
     """A listening TCP socket; OSError (e.g. address in use) is the caller's to report.
 
-    No SO_REUSEPORT unless asked: a port held by another deployment must fail to bind, not
-    be shared with it."""
+    No SO_REUSEPORT: a port held by another deployment must fail to bind, not be shared
+    with it (the kernel would split the callers between the two)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(backlog)
     except OSError:
