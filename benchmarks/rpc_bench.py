@@ -989,6 +989,18 @@ def apply_floor_ratio(rows: list[RowResult]) -> None:
                 r.vs_floor = r.p50_us / floor
 
 
+def tcp_ratio_line(rows: list[RowResult]) -> str | None:
+    """The TCP targets (issue 10): speedysvc tcp msgpack p50 <= 1.5x a raw TCP socket echo,
+    and below ZeroMQ tcp."""
+    p50 = {r.name: r.p50_us for r in rows if r.p50_us}
+    ours = p50.get("speedysvc tcp msgpack")
+    if not ours:
+        return None
+    parts = [f"{ours / p50[base]:.2f}x the {label}" for base, label in
+             (("tcp loopback socket", "raw TCP socket"), ("zeromq REQ/REP tcp", "ZeroMQ tcp")) if base in p50]
+    return ("speedysvc tcp msgpack p50 (through the pool's TCP front): " + ", ".join(parts)) if parts else None
+
+
 # --------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1034,6 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(busy)} row(s) ran while other processes used more than "
               f"{BUSY_WARN_FRACTION:.0%} of the CPUs: their numbers (spin-waiting ones most) are "
               f"pessimistic. On a shared machine try --wait-idle 60 --retry-busy 2.")
+    if tcp_line := tcp_ratio_line(rows):
+        print(tcp_line)
     aimm = aimm_predict_row(args) if not args.only or "aimm" in args.only else None
     if args.json:
         Path(args.json).write_text(json.dumps(

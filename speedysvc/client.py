@@ -194,15 +194,17 @@ def _parse_address(address: str) -> tuple[str, dict]:
     if address.startswith("shm://"):
         scope = address[len("shm://"):].strip("/")
         return "shm", {"scope": scope or None}
-    if address.startswith("tcp://"):
-        rest = address[len("tcp://"):].strip("/")
+    if address.startswith(("tcp://", "tcps://")):
+        scheme, _, rest = address.partition("://")
+        rest = rest.strip("/")
         host, sep, port = rest.rpartition(":")
         if not sep:
             host, port = rest, ""
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        return "tcp", {"host": host or "127.0.0.1", "port": int(port) if port else None}
-    raise ValueError(f"unknown address {address!r}: expected 'shm://[scope]' or 'tcp://host[:port]'")
+        return "tcp", {"host": host or "127.0.0.1", "port": int(port) if port else None, "tls": scheme == "tcps"}
+    raise ValueError(f"unknown address {address!r}: expected 'shm://[scope]', 'tcp://host[:port]' "
+                     f"or 'tcps://host[:port]' (TLS)")
 
 
 def make_provider(service: Any, address: str, **options) -> Any:
@@ -214,6 +216,7 @@ def make_provider(service: Any, address: str, **options) -> Any:
         return SHMClient(service, scope, **shm_opts)
     from .tcp.network_client import NetworkClient
     tcp_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout", "secret", "compression")}
+    tcp_opts["tls"] = options.get("tls") or params["tls"]  # tcps:// or tls=True | ssl.SSLContext
     return NetworkClient(service, host=params["host"], port=params["port"], **tcp_opts)
 
 

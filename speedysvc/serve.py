@@ -99,7 +99,7 @@ class RunningService:
         tcp = None
         if self.tcp_bind:
             host, port = _parse_bind(self.tcp_bind)
-            tcp = TCPSettings(host, port, self.secret, **self.tcp_options)
+            tcp = TCPSettings.from_options(host, port, self.secret, self.tcp_options)
         self.pool = WorkerPool(self.service_cls, self.scope, name=self.name, allow_insecure=self.allow_insecure,
                                tcp=tcp)
         self.pool.open()
@@ -164,11 +164,10 @@ class RunningService:
         """TCP for worker threads: a gateway forwarding over shared memory."""
         from .tcp.gateway import TCPGateway
         host, port = _parse_bind(self.tcp_bind)
-        self._gateway = TCPGateway(self.scope, self.name, host, port, secret=self.secret,
-                                   allow_insecure=self._insecure_allowed(), **self.tcp_options)
+        settings = TCPSettings.from_options(host, port, self.secret, self.tcp_options)
+        self._gateway = TCPGateway(self.scope, self.name, settings, allow_insecure=self._insecure_allowed())
         self._gateway.start()
-        shown = f"[{host}]" if ":" in host else host
-        self.tcp_address = f"tcp://{shown}:{self._gateway.port}"
+        self.tcp_address = settings.address(self._gateway.port)
 
     def _insecure_allowed(self) -> bool:
         if self.allow_insecure is not None:
@@ -230,6 +229,9 @@ def serve(service: Any, workers: int = 1, *, scope: Optional[str] = None, tcp: O
       scope a client whose address names none finds when no supervisor serves the service).
     tcp: "host:port" to also serve over TCP ("127.0.0.1:0" picks a free port).
     secret: shared secret the TCP clients must prove they know.
+    tcp_options: fields of speedysvc.tcp.settings.TCPSettings (max_frame, compression,
+      header_timeout, idle_timeout, max_connections, max_connections_per_address,
+      auth_failure_backoff, tls_cert, tls_key, tls_client_ca, drain_timeout).
     """
     if not in_process and not isinstance(service, type):
         raise TypeError("pass the service class, or in_process=True to serve an instance")

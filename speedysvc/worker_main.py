@@ -55,12 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--allow-insecure", type=int, choices=(0, 1), default=None)
-    parser.add_argument("--tcp-host", help="serve TCP too, sharing this address with the other workers")
-    parser.add_argument("--tcp-port", type=int, default=0)
-    parser.add_argument("--tcp-max-frame", type=int, default=None)
-    parser.add_argument("--tcp-compression", default=None)
-    parser.add_argument("--drain-timeout", type=float, default=10.0,
-                        help="how long TCP connections get to finish their calls when stopping")
     args = parser.parse_args(argv)
 
     die_with_parent()
@@ -84,15 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     allow = None if args.allow_insecure is None else bool(args.allow_insecure)
     dispatcher = Dispatcher(instance, allow)
     worker = ShmWorker(dispatcher, segment, args.slot, args.worker_id, stop)
-    # listening before the worker reports ready; described as the pool named it
-    tcp = start_tcp(args, worker, dispatcher, segment.description()) if args.tcp_host else None
+    # TCP callers reach this worker through the pool's TCP front (tcp/front.py), over the
+    # same shared-memory queue as local callers
     try:
         worker.run()
     finally:
         try:
-            if tcp is not None:
-                tcp.drain(args.drain_timeout)
-                tcp.stop()
             instance.on_stop()
         finally:
             ring.close()
@@ -100,19 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
     return 0
-
-
-def start_tcp(args: argparse.Namespace, worker: ShmWorker, dispatcher: Dispatcher, description: dict):
-    """Serve TCP in this worker: the pool reserved the port, every worker listens on it with
-    SO_REUSEPORT, and the kernel spreads connections across them."""
-    from .tcp import frames
-    from .tcp.server import TCPServer, listen
-    listener = listen(args.tcp_host, args.tcp_port, reuse_port=True)
-    allow = dispatcher.allow_insecure
-    return TCPServer(args.scope, args.name, listener, worker.run_tcp_call, lambda: description,
-                     secret=os.environ.pop("SPEEDYSVC_TCP_SECRET", None) or None, allow_insecure=bool(allow),
-                     max_frame=args.tcp_max_frame or frames.DEFAULT_MAX_FRAME,
-                     compression=args.tcp_compression).start()
 
 
 def cannot_heal(exc: BaseException) -> Optional[str]:

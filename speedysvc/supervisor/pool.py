@@ -6,7 +6,10 @@ for embedded use.
 """
 from __future__ import annotations
 
+import dataclasses
+import errno
 import itertools
+import json
 import logging
 import os
 import signal
@@ -21,19 +24,11 @@ from .. import naming
 from ..methods import ServerMethodsBase
 from ..shm import service_segment as ss
 from ..shm.events import EventRing
+from ..tcp import port_holder
+from ..tcp.server import listen
+from ..tcp.settings import TCPSettings  # noqa: F401 - re-exported: pools are configured with it
 
 log = logging.getLogger("speedysvc.pool")
-
-
-@dataclass(frozen=True)
-class TCPSettings:
-    """TCP served by the workers themselves (tcp_bind and friends in the .ini)."""
-    host: str = "127.0.0.1"
-    port: int = 0                      # 0: any free port, chosen when the pool opens
-    secret: Optional[str] = field(default=None, repr=False)
-    max_frame: int = 1 << 30
-    compression: Optional[str] = None
-    drain_timeout: float = 10.0
 
 
 @dataclass
@@ -76,7 +71,10 @@ class WorkerPool:
         self.workers: list[WorkerProcess] = []
         self.tcp = tcp
         self.tcp_port: Optional[int] = None
-        self._port_reservation: Optional[socket.socket] = None
+        self._listener: Optional[socket.socket] = None
+        self.front: Optional[subprocess.Popen] = None  # the TCP front process (tcp/front.py)
+        self._front_started_at = 0.0
+        self._front_draining = False
         self.segment: Optional[ss.ServiceSegment] = None
         self.events: Optional[EventRing] = None
         self._ids = itertools.count(1)
@@ -94,29 +92,103 @@ class WorkerPool:
         self.events = EventRing(self.scope, self.name, create=True)
 
     def _reserve_port(self) -> None:
-        """Hold the TCP port for the pool's life: a bound, not listening, SO_REUSEPORT socket.
-        Workers listen on the same port; the kernel hands connections only to listeners."""
-        host = self.tcp.host
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        """Listen on the service's port for the pool's life; the TCP front accepts on it.
+
+        Plain bind, no SO_REUSEPORT: a port another deployment holds is refused, never shared
+        (the kernel would split the callers between the two)."""
+        host, port = self.tcp.host, self.tcp.port
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, self.tcp.port))
+            self.tcp.tls_context()  # unreadable certificates fail here, not in the front
+        except ValueError as exc:
+            raise OSError(errno.EINVAL, f"{self.name} cannot serve TLS: {exc}") from None
+        try:
+            self._listener = listen(host, port)
         except OSError as exc:
-            sock.close()
-            raise OSError(exc.errno, f"{self.name} could not listen on {host}:{self.tcp.port}: "
-                                     f"{exc.strerror}") from None
-        self._port_reservation = sock
-        self.tcp_port = sock.getsockname()[1]
+            holder = port_holder.describe(port) if port else None
+            raise OSError(exc.errno, f"{self.name} could not listen on {host}:{port}: {exc.strerror}"
+                                     + (f"; the port is held by {holder}" if holder else "")) from None
+        self.tcp_port = self._listener.getsockname()[1]
 
     @property
     def tcp_address(self) -> Optional[str]:
         if self.tcp_port is None:
             return None
-        host = self.tcp.host
-        return f"tcp://{f'[{host}]' if ':' in host else host}:{self.tcp_port}"
+        return self.tcp.address(self.tcp_port)
+
+    def _child_env(self) -> dict:
+        env = dict(os.environ if self.env is None else self.env)
+        env.pop("SPEEDYSVC_TCP_SECRET", None)
+        env["SPEEDYSVC_SCOPE"] = self.scope  # so "shm://" inside a worker reaches its siblings
+        # children must import the service (and speedysvc) the way this process did
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path, env.get("PYTHONPATH", "")] if p)
+        return env
+
+    # -- the TCP front -------------------------------------------------------------------
+    def _start_front(self) -> None:
+        """One process per pool serves the TCP connections and feeds their calls into the
+        shared-memory queue (tcp/front.py). Started from the thread that starts workers, so
+        that it dies with the pool's host like they do."""
+        fd = self._listener.fileno()
+        settings = {f.name: getattr(self.tcp, f.name) for f in dataclasses.fields(self.tcp)
+                    if f.name not in ("host", "port", "secret")}
+        cmd = [sys.executable, "-m", "speedysvc.tcp.front", "--scope", self.scope, "--name", self.name,
+               "--listen-fd", str(fd), "--parent-pid", str(os.getpid()), "--settings", json.dumps(settings)]
+        env = self._child_env()
+        if self.tcp.secret:
+            env["SPEEDYSVC_TCP_SECRET"] = self.tcp.secret  # never on the command line
+        # its log goes where this process's goes (worker pipes are per worker)
+        self.front = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(fd,))
+        self._front_started_at = time.monotonic()
+        self._front_draining = False
+
+    def _check_front(self) -> None:
+        """Start the front, or replace one that died (at most once a second: a front that
+        cannot start must not fork in a loop); its connections are lost, the port stays
+        listening. A front draining because every worker stopped is replaced only once it
+        has left and workers serve again."""
+        if self._listener is None:
+            return
+        front = self.front
+        if front is not None and front.poll() is None:
+            return
+        if self._front_draining:
+            if not self.live():
+                return
+        elif front is not None:
+            if time.monotonic() - self._front_started_at < 1.0:
+                return
+            log.warning("the TCP front of %s (pid %s) exited with code %s; starting another",
+                        self.name, front.pid, front.returncode)
+        self._start_front()
+
+    def _drain_front(self) -> None:
+        """GOAWAY to TCP clients and finish their calls: the service is stopping."""
+        if self.front is not None and self.front.poll() is None and not self._front_draining:
+            self._front_draining = True
+            self.front.send_signal(signal.SIGTERM)
+
+    def _end_front(self, timeout: float) -> None:
+        front, self.front = self.front, None
+        if front is None:
+            return
+        if front.poll() is None:
+            if not self._front_draining:
+                front.send_signal(signal.SIGTERM)
+            try:
+                front.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("the TCP front of %s (pid %s) did not stop within %.1fs; killing it",
+                            self.name, front.pid, timeout)
+                front.kill()
+                front.wait()
+        self._front_draining = False
+
+    def front_pid(self) -> Optional[int]:
+        return self.front.pid if self.front is not None and self.front.poll() is None else None
 
     def spawn(self) -> WorkerProcess:
+        if self.tcp is not None:
+            self._check_front()
         worker_id = next(self._ids)
         slot = self.segment.claim_slot(worker_id)
         cmd = [sys.executable, "-m", "speedysvc.worker_main", "--service", self.import_path,
@@ -124,18 +196,7 @@ class WorkerPool:
                "--worker-id", str(worker_id), "--parent-pid", str(os.getpid())]
         if self.allow_insecure is not None:
             cmd += ["--allow-insecure", str(int(self.allow_insecure))]
-        env = dict(os.environ if self.env is None else self.env)
-        env.pop("SPEEDYSVC_TCP_SECRET", None)
-        if self.tcp is not None:
-            cmd += ["--tcp-host", self.tcp.host, "--tcp-port", str(self.tcp_port),
-                    "--tcp-max-frame", str(self.tcp.max_frame), "--drain-timeout", str(self.tcp.drain_timeout)]
-            if self.tcp.compression and self.tcp.compression != "none":
-                cmd += ["--tcp-compression", self.tcp.compression]
-            if self.tcp.secret:
-                env["SPEEDYSVC_TCP_SECRET"] = self.tcp.secret  # never on the command line
-        env["SPEEDYSVC_SCOPE"] = self.scope  # so "shm://" inside a worker reaches its siblings
-        # workers must import the service the way this process did
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path, env.get("PYTHONPATH", "")] if p)
+        env = self._child_env()
         try:
             popen = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=self.stdout,
                                      stderr=self.stderr, start_new_session=False)
@@ -169,7 +230,10 @@ class WorkerPool:
         return self.ready_count() >= n
 
     def reap(self) -> list[tuple[WorkerProcess, int]]:
-        """Forget workers that exited; returns them with their exit codes."""
+        """Forget workers that exited; returns them with their exit codes. A TCP front that
+        died is replaced here too (reap runs on the thread that spawns)."""
+        if self.tcp is not None and self.front is not None:
+            self._check_front()
         gone = []
         for w in list(self.workers):
             code = w.popen.poll()
@@ -193,6 +257,8 @@ class WorkerPool:
             worker.popen.send_signal(signal.SIGTERM)
         except ProcessLookupError:
             pass
+        if not self.live():  # the whole service is stopping: TCP clients get GOAWAY now
+            self._drain_front()
 
     def dump_stacks(self, worker: WorkerProcess) -> bool:
         """Ask a worker to write every thread's Python stack to its stderr (faulthandler on
@@ -213,7 +279,9 @@ class WorkerPool:
         return [w for w in self.workers if w.alive() and w.stopping_since is None]
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop every worker (graceful, then KILL after `timeout`) and remove shm objects."""
+        """Stop every worker (graceful, then KILL after `timeout`) and remove shm objects.
+        The TCP front goes first, finishing the calls it forwarded while workers remain."""
+        self._end_front(timeout)
         for w in self.workers:
             self.request_stop(w)
         deadline = time.monotonic() + timeout
@@ -230,9 +298,11 @@ class WorkerPool:
         self.close()
 
     def close(self) -> None:
-        if self._port_reservation is not None:
-            self._port_reservation.close()
-            self._port_reservation = None
+        # workers are gone by now: the calls of a front still draining cannot complete
+        self._end_front(0.5)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
             self.tcp_port = None
         if self.events is not None:
             self.events.destroy()

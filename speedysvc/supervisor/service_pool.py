@@ -66,7 +66,13 @@ def tcp_settings(config: Any) -> Any:
     from .pool import TCPSettings
     return TCPSettings(host=config.tcp_bind.host, port=config.port or 0,
                        secret=config.tcp_secret or None, max_frame=config.tcp_max_frame_bytes,
-                       compression=config.tcp_compression, drain_timeout=config.graceful_timeout)
+                       compression=config.tcp_compression, drain_timeout=config.graceful_timeout,
+                       header_timeout=config.tcp_header_timeout, idle_timeout=config.tcp_idle_timeout,
+                       max_connections=config.tcp_max_connections,
+                       max_connections_per_address=config.tcp_max_connections_per_address,
+                       auth_failure_backoff=config.tcp_auth_failure_backoff,
+                       tls_cert=config.tcp_tls_cert, tls_key=config.tcp_tls_key,
+                       tls_client_ca=config.tcp_tls_client_ca)
 
 
 class ServicePool(SupervisedPool):
@@ -148,7 +154,7 @@ class ServicePool(SupervisedPool):
             return f"{self.name} failed: {exc}"
         self.tcp_address = self.pool.tcp_address
         if self.tcp_address:
-            self.log.info("%s serves TCP on %s (in its workers)", self.name, self.tcp_address)
+            self.log.info("%s serves TCP on %s (through its TCP front)", self.name, self.tcp_address)
         self.status = STARTING
         self.started_at = self.system.time()
         self.target = self.config.min_proc_num

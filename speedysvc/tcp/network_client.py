@@ -1,4 +1,4 @@
-"""NetworkClient: calls a service over TCP (through its gateway).
+"""NetworkClient: calls a service over TCP (through the pool's TCP front), optionally over TLS.
 
 Each thread has its own connection, so calls never interleave on a socket. A call whose
 request was sent but whose reply never came raises (CallTimeout, WorkerDied or
@@ -12,6 +12,7 @@ import os
 import queue
 import select
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Optional, Sequence
@@ -28,22 +29,33 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 
 class _Connection:
     def __init__(self, host: str, port: int, service: str, secret: Optional[str], timeout: float,
-                 max_frame: int):
+                 max_frame: int, tls: Optional[ssl.SSLContext] = None):
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise ServiceUnavailable(f"cannot connect to {service!r} at {host}:{port}: {exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            except ssl.SSLCertVerificationError as exc:
+                self.close()
+                raise AuthenticationError(f"the TLS certificate of {host}:{port} is not trusted: "
+                                          f"{exc.verify_message or exc}") from None
+            except (OSError, ssl.SSLError) as exc:
+                self.close()
+                raise ServiceUnavailable(f"TLS handshake with {service!r} at {host}:{port} failed: {exc}") from None
         self.ids = itertools.count(1)
         self.max_frame = max_frame
         self.reader = frames.FrameReader(self.sock, max_frame)
         self.io_timeout: Optional[float] = -1.0
         self.draining = False
+        self.limit: Optional[int] = None  # the largest request frame, once known
         try:
             self.set_timeout(timeout)
             kind, _, _, _, body = self.reader.read_frame()
-            if kind == frames.ERROR:
-                raise ServiceUnavailable(serialisers.CONTROL.decode(memoryview(body)).get("message"))
+            if kind == frames.ERROR:  # refused (limits, back-off, stopping): say why, with its type
+                raise remote_errors.dict_to_exception(serialisers.CONTROL.decode(memoryview(body)))
             if kind != frames.HELLO:
                 raise ProtocolError(f"expected HELLO from {host}:{port}, got {frames.KIND_NAMES[kind]}")
             self.hello = serialisers.CONTROL.decode(memoryview(body))
@@ -68,6 +80,8 @@ class _Connection:
         GOAWAY, an error or the connection closing."""
         if self.reader.end > self.reader.start:
             return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
         try:
             readable, _, _ = select.select([self.sock], [], [], 0)
         except (OSError, ValueError):
@@ -86,13 +100,25 @@ class _Connection:
             pass
 
 
+def client_tls_context(tls: "bool | ssl.SSLContext | None") -> Optional[ssl.SSLContext]:
+    if tls is None or tls is False:
+        return None
+    if tls is True:
+        return ssl.create_default_context()  # verifies the server's certificate and name
+    if isinstance(tls, ssl.SSLContext):
+        return tls
+    raise TypeError(f"tls must be True, False or an ssl.SSLContext, not {type(tls).__name__}")
+
+
 class NetworkClient(ProviderMethods):
     transport = "tcp"
 
     def __init__(self, service: Any, host: str = "127.0.0.1", port: Optional[int] = None, *,
                  secret: Optional[str] = None, timeout: Optional[float] = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, compression: Optional[str] = None,
-                 max_frame: int = frames.DEFAULT_MAX_FRAME):
+                 max_frame: int = frames.CLIENT_MAX_FRAME, tls: "bool | ssl.SSLContext" = False):
+        """tls: True verifies the server against the system's trusted CAs (and its name); an
+        ssl.SSLContext gives full control (a private CA, a client certificate for mutual TLS)."""
         self.service_name = service if isinstance(service, str) else service.service_name()
         if port is None:
             port = None if isinstance(service, str) else service.port
@@ -103,9 +129,11 @@ class NetworkClient(ProviderMethods):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_frame = max_frame
+        self.tls = client_tls_context(tls)
         self.codec = frames.codec_for(compression)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._prepared: dict[str, tuple] = {}
         self._connections: list[_Connection] = []
         self.closed = False
         self.description = self.call(dispatch.DESCRIBE)
@@ -117,11 +145,26 @@ class NetworkClient(ProviderMethods):
         if compression is None and preferred in frames.available_codecs():
             self.codec = frames.codec_for(preferred)  # the service's tcp_compression setting
 
+    def _prepare(self, method: str) -> tuple:
+        """(serialiser, encoded request header and name) of a method, made once."""
+        methods = getattr(self, "methods", None)
+        encoder = "msgpack" if methods is None else methods.get(method)
+        if encoder is None:
+            if method not in (dispatch.DESCRIBE, dispatch.PING):
+                raise MethodNotFound(f"service {self.service_name!r} has no method {method!r}; "
+                                     f"it has: {', '.join(sorted(methods)) or 'none'}")
+            encoder = "msgpack"
+        serialiser = serialisers.SERIALISERS[encoder]
+        prepared = (serialiser, b"".join(dispatch.encode_request(method, serialiser.code, [])))
+        if methods is not None:  # DESCRIBE, before the methods are known, is not cached
+            self._prepared[method] = prepared
+        return prepared
+
     def _conn(self) -> _Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = _Connection(self.host, self.port, self.service_name, self.secret, self.connect_timeout,
-                               self.max_frame)
+                               self.max_frame, self.tls)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -140,22 +183,20 @@ class NetworkClient(ProviderMethods):
              timeout: Optional[float] = None) -> Any:
         if self.closed:
             raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
-        methods = getattr(self, "methods", None)
-        encoder = "msgpack" if methods is None else methods.get(method)
-        if encoder is None:
-            if method not in (dispatch.DESCRIBE, dispatch.PING):
-                raise MethodNotFound(f"service {self.service_name!r} has no method {method!r}; "
-                                     f"it has: {', '.join(sorted(methods)) or 'none'}")
-            encoder = "msgpack"
-        serialiser = serialisers.SERIALISERS[encoder]
-        parts = dispatch.encode_request(method, serialiser.code, serialiser.encode_call(args, kwargs or {}))
+        prepared = self._prepared.get(method)
+        if prepared is None:
+            prepared = self._prepare(method)
+        serialiser, prefix = prepared
+        parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
         timeout = self.timeout if timeout is None else timeout
         conn = self._conn()
         if conn.draining or conn.peer_said_goodbye():
             # the worker behind this connection is retiring: go to another one before sending
             self._drop()
             conn = self._conn()
-        limit = min(self.max_frame, int(conn.hello.get("max_frame", self.max_frame)))
+        limit = conn.limit
+        if limit is None:
+            limit = conn.limit = min(self.max_frame, int(conn.hello.get("max_frame", self.max_frame)))
         size = serialisers.parts_size(parts)
         if size > limit:
             raise PayloadTooLarge(f"request to {self.service_name}.{method} is {size} bytes; the server "
@@ -190,11 +231,11 @@ class NetworkClient(ProviderMethods):
             self._drop()
             raise CallTimeout(f"call {method!r} to {self.service_name!r} timed out after {timeout:g}s") from None
         except ConnectionError as exc:
-            # workers serve TCP themselves: a connection lost after the request went out means
-            # the worker died (or the network failed) with the call in its hands
+            # a connection lost after the request went out: the call may have run (the
+            # server's front died or the network failed), so it is not sent again
             self._drop()
             raise WorkerDied(f"connection to {self.service_name!r} lost during call {method!r} ({exc}): "
-                             f"the worker died or the network failed; the call was not retried") from None
+                             f"the server died or the network failed; the call was not retried") from None
         if conn.draining:
             self._drop()
         return dispatch.decode_reply(memoryview(body), serialiser)
@@ -244,7 +285,7 @@ class _TcpEventSource:
 
     def _subscribe(self) -> _Connection:
         c = self.client
-        conn = _Connection(c.host, c.port, c.service_name, c.secret, c.connect_timeout, c.max_frame)
+        conn = _Connection(c.host, c.port, c.service_name, c.secret, c.connect_timeout, c.max_frame, c.tls)
         try:
             frames.send_frame(conn.sock, frames.SUBSCRIBE, 1, serialisers.CONTROL.encode({"topics": None}))
             while True:  # wait for the acknowledgement: events after it are ours

@@ -22,7 +22,9 @@ BOUNDARY_SIZES = sorted({0, 1, 63, 64, 65, 4095, 4096, 4097,
 def running():
     from speedysvc.serve import new_scope
     from speedysvc import naming
-    with serve(Echo, workers=2, tcp="127.0.0.1:0", scope=new_scope(), allow_insecure=True) as svc:
+    # frames above the 64 MiB default are allowed here: test_100mb_payload sends one
+    with serve(Echo, workers=2, tcp="127.0.0.1:0", scope=new_scope(), allow_insecure=True,
+               tcp_options={"max_frame": 256 * 1024 * 1024}) as svc:
         yield svc
     assert naming.list_objects(svc.scope) == []
 

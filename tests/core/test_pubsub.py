@@ -93,7 +93,7 @@ def test_tcp_subscription_survives_the_worker_serving_it_retiring(scope):
         with connect(Echo, svc.tcp_address) as c, c.subscribe(["t"]) as sub:
             c.publish_many("t", 1)
             assert sub.get(timeout=5).payload == {"i": 0}
-            old = svc.pool.live()[0]  # the only worker, so it serves the event connection
+            old = svc.pool.live()[0]  # the only worker, so it published every event so far
             svc.pool.spawn()
             assert svc.pool.wait_ready(2, timeout=30)
             svc.pool.request_stop(old)
@@ -107,4 +107,27 @@ def test_tcp_subscription_survives_the_worker_serving_it_retiring(scope):
                 except queue.Empty:
                     return None
             event = wait_until(delivered, timeout=15, message="events after the worker retired")
-            assert event.payload == {"i": 5} and sub._source.reattached >= 1
+            # the connection lives in the pool's TCP front: a worker retiring does not touch it
+            assert event.payload == {"i": 5} and sub._source.reattached == 0
+
+
+def test_tcp_subscription_reconnects_when_the_tcp_front_is_replaced(scope):
+    import os
+    import signal
+    from waiting import wait_until
+    with serve(Echo, workers=1, scope=scope, tcp="127.0.0.1:0") as svc:
+        with connect(Echo, svc.tcp_address) as c, c.subscribe(["t"]) as sub:
+            c.publish_many("t", 1)
+            assert sub.get(timeout=5).payload == {"i": 0}
+            front = svc.pool.front_pid()
+            os.kill(front, signal.SIGKILL)
+            wait_until(lambda: svc.pool.front_pid() not in (None, front), timeout=15, message="a new front")
+
+            def delivered():
+                try:
+                    c.publish_many("t", 1, start=7)
+                    return sub.get(timeout=0.3)
+                except Exception:  # noqa: BLE001 - the call itself may meet the dead front once
+                    return None
+            event = wait_until(delivered, timeout=15, message="events through the new front")
+            assert event.payload == {"i": 7} and sub._source.reattached >= 1

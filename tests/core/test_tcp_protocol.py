@@ -21,7 +21,9 @@ SECRET = "correct horse battery staple"
 def secured():
     from speedysvc.serve import new_scope
     with serve(Echo, workers=1, tcp="127.0.0.1:0", scope=new_scope(), secret=SECRET,
-               tcp_options={"max_frame": 4 * 1024 * 1024}) as svc:
+               tcp_options={"max_frame": 4 * 1024 * 1024,
+                            # these tests try wrong secrets on purpose (test_tcp_faults tests the back-off)
+                            "auth_failure_backoff": 0}) as svc:
         yield svc
     assert naming.list_objects(svc.scope) == []
 
@@ -258,8 +260,9 @@ def test_service_compression_setting_is_adopted_by_clients(scope):
 
 
 def test_workers_share_the_port_and_retiring_one_fails_no_call(scope):
-    """Workers serve TCP themselves; a worker that retires sends GOAWAY, finishes its calls,
-    and clients move to another worker without a single failed call."""
+    """TCP calls reach the workers through the pool's TCP front and the shared queue: a
+    worker that retires finishes its call and the others take the rest, without a single
+    failed call, and the calls are spread over the workers."""
     import threading
     with serve(Echo, workers=2, scope=scope, tcp="127.0.0.1:0") as svc:
         failures, pids_seen, done = [], set(), threading.Event()
@@ -289,4 +292,4 @@ def test_workers_share_the_port_and_retiring_one_fails_no_call(scope):
         for t in threads:
             t.join(30)
     assert failures == []
-    assert len(pids_seen) >= 2  # connections were spread over more than one worker
+    assert len(pids_seen) >= 2  # calls were spread over more than one worker

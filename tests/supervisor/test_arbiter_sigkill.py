@@ -21,8 +21,8 @@ def test_sigkill_leaves_no_worker_and_next_start_sweeps_shared_memory(make_super
         assert r.status == 200
     children = sup.children()
     kinds = " ".join(" ".join(c.cmdline()) for c in children)
-    assert "speedysvc.worker_main" in kinds and "--tcp-port" in kinds and "web_monitor" in kinds
-    assert len(children) >= 3  # two workers (serving TCP themselves) and the web monitor
+    assert "speedysvc.worker_main" in kinds and "speedysvc.tcp.front" in kinds and "web_monitor" in kinds
+    assert len(children) >= 4  # two workers, the pool's TCP front and the web monitor
     sup.seen_pids.update(c.pid for c in children)
     assert naming.list_objects(sup.scope)
 
