@@ -156,3 +156,12 @@ def running_server(directory: Path, **config):
         finally:
             naming.sweep(server.scope)
         assert not leftover_processes, f"worker processes left behind: {leftover_processes}"
+
+
+def run_coroutine(coroutine, timeout: float):
+    """asyncio.run(coroutine) with a deadline, in a thread of its own: another test's library
+    (Playwright's sync API) may leave an event loop running in the main thread."""
+    import asyncio
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coroutine, timeout)).result(timeout + 5)

@@ -1,7 +1,6 @@
 """The `aimm-server` command: which script it is, configuration errors, its own supervisor
 (seen by `speedysvc status`), the `log` section, wss with server.pem_file, several controls.
 """
-import asyncio
 import json
 import shutil
 import ssl
@@ -11,7 +10,7 @@ import sys
 import yaml
 from hat import juggler
 
-from aimm_server_process import (DIGEST, USER, free_port, running_server, server_command,
+from aimm_server_process import (DIGEST, USER, free_port, run_coroutine, running_server, server_command,
                                  write_config)
 from aimm_services.server import scope_for
 from waiting import wait_until
@@ -24,7 +23,7 @@ def login_works(url, **options):
             return await client.send("login", {"username": USER, "password": DIGEST})
         finally:
             await client.async_close()
-    return asyncio.run(asyncio.wait_for(scenario(), 60)) == {"success": True}
+    return run_coroutine(scenario(), 60) == {"success": True}
 
 
 def test_aimm_server_on_path_is_this_projects_script():

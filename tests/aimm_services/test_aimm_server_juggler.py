@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from hat import juggler
 
-from aimm_server_process import DIGEST, USER, running_server
+from aimm_server_process import DIGEST, USER, running_server, run_coroutine
 from aimm_test_plugins import COUNTER
 from waiting import wait_until
 
@@ -20,7 +20,7 @@ TIMEOUT = 60
 
 
 def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, TIMEOUT))
+    return run_coroutine(coroutine, TIMEOUT)
 
 
 @pytest.fixture(scope="module")

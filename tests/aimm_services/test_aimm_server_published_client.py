@@ -15,14 +15,14 @@ import pytest
 import aimm.client.repl as aimm_repl   # the published client (test extra: aimm==1.2.dev1)
 
 import aimm_style_plugins  # registers with the published aimm, for the client's serialize
-from aimm_server_process import PASSWORD, USER, running_server
+from aimm_server_process import PASSWORD, USER, running_server, run_coroutine
 from aimm_test_plugins import COUNTER
 
 TIMEOUT = 60
 
 
 def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, TIMEOUT))
+    return run_coroutine(coroutine, TIMEOUT)
 
 
 @pytest.fixture
