@@ -28,13 +28,12 @@ import sys
 import time
 from typing import Any, Optional
 
-EXIT_OK = 0
+from .exit_codes import EXIT_BOOT_FAILURE, EXIT_CONFIG, EXIT_OK  # noqa: F401 - re-exported
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 EXIT_UNREACHABLE = 4
-EXIT_BOOT_FAILURE = 70
-EXIT_CONFIG = 78
 def _subcommands() -> set[str]:
     from .supervisor.commands import COMMANDS
     return {"run", *(name.replace("_", "-") for name in COMMANDS)}

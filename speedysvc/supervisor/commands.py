@@ -13,6 +13,7 @@ Handlers take the arbiter first. Those marked `on_loop` run on the arbiter's mai
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -79,7 +80,21 @@ _NAME = Param("name", str, help="the service (its name or its .ini section)")
 # -- reading -------------------------------------------------------------------------------
 @command("status", "The supervisor and every service, with their workers", changes_state=False)
 def status(arbiter: Any) -> dict:
-    return arbiter.status()
+    services = []
+    for sp in arbiter.pools.values():
+        latest = arbiter.collector.latest.get(sp.name, {}) if sp.has_workers else {}
+        # errors and calls count since the supervisor started, across restarts of the service
+        totals = dict(arbiter.collector.totals.get(sp.name, {}))
+        if not sp.has_workers:
+            totals["calls_per_s"] = 0.0
+        services.append(sp.status_dict(latest, totals))
+    control = arbiter.runtime.control
+    return {"supervisor": {"pid": os.getpid(), "scope": arbiter.scope, "ini": arbiter.config.path,
+                           "started_at": arbiter.started_at, "phase": arbiter.phase,
+                           "control_address": control.shm_address,
+                           "control_tcp_address": control.tcp_address,
+                           "web_monitor": arbiter.web.url if arbiter.web else None},
+            "services": services}
 
 
 @command("logs", "Captured output and log records of a service", _NAME,
