@@ -90,8 +90,11 @@ def supervisor_ini(config: AimmConfig, scope: str, log_dir: Path,
         "[PluginService]", "import_from = aimm_services.plugin_service",
         f"min_proc_num = {workers}", f"max_proc_num = {workers}",
         "# a fit may legitimately run for a long time", "worker_hang_timeout = 0", "",
-        "[BackendService]", "import_from = aimm_services.backend_service",
-        "min_proc_num = 1", "max_proc_num = 1", "",
+    ]
+    if config.backend.kind != "hat":    # a Hat-aware backend runs in the engine process
+        lines += ["[BackendService]", "import_from = aimm_services.backend_service",
+                  "min_proc_num = 1", "max_proc_num = 1", ""]
+    lines += [
         "[EngineService]", "import_from = aimm_services.engine_service",
         "min_proc_num = 1", "max_proc_num = 1", "",
     ]

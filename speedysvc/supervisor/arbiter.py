@@ -544,6 +544,11 @@ class Arbiter:
     def _cmd_reload(self) -> dict:
         return self._reload()
 
+    def _cmd_set_note(self, name: str, note: Optional[str]) -> dict:
+        sp = self.lookup(name)
+        sp.note = note or None
+        return {"ok": True, "message": f"{sp.name}: note set"}
+
     # -- reload ------------------------------------------------------------------------------
     def _reload(self) -> dict:
         if self.phase == "stopping":

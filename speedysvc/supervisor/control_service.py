@@ -66,6 +66,14 @@ class ControlService(ServerMethodsBase):
         return store.series(self.arbiter.service_name(name), since=since, until=until)
 
     @msgpack_method
+    def set_note(self, name: str, note: Optional[str]) -> dict:
+        """A short state a service reports about itself (shown as `note` in status and by
+        the web monitor); None clears it."""
+        if note is not None and (not isinstance(note, str) or len(note) > 200):
+            raise ValueError("a note is a string of at most 200 characters, or None")
+        return self.arbiter.call("set_note", name, note)
+
+    @msgpack_method
     def reload(self) -> dict:
         """Re-read the .ini file, as SIGHUP does."""
         return self.arbiter.call("reload")

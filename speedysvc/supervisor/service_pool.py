@@ -88,6 +88,9 @@ class ServicePool:
         self._kill_after: dict[int, float] = {}     # hung workers dumping their stacks first
         self._traceback_shown: Optional[str] = None
         self.last_scaling: Optional[str] = None
+        # a short state the service reports about itself (e.g. "hat: connected"); set by
+        # the service through the control API's set_note, shown by status and the monitor
+        self.note: Optional[str] = None
         self.restart_policy = RestartPolicy.from_service(config)
         self.scaling_state = scaling_policy.ScalingState()
         self.spawn_not_before = 0.0
@@ -604,7 +607,7 @@ class ServicePool:
             "last_traceback": self.last_traceback,
             "retry_in_s": (max(0.0, self.retry_at - self.system.monotonic())
                            if self.retry_at is not None and self.status == FAILED else None),
-            "last_scaling": self.last_scaling,
+            "last_scaling": self.last_scaling, "note": self.note,
         }
 
 
