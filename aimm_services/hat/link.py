@@ -184,12 +184,19 @@ class HatLink:
             finally:
                 self.client = None
                 if self._status["state"] == "active":
-                    self._set_status("standby", False, "no longer the active AIMM server "
-                                     "(blessing or event server lost)")
+                    self._set_status("standby", False, self._inactive_text())
                 await aio.uncancellable(self._deactivate())
 
         group.spawn(run)
         return group
+
+    def _inactive_text(self) -> str:
+        group = self.config.event_server_group
+        if self.config.uses_monitor and group:
+            # the monitor state says more if the blessing went too (see _on_monitor_state)
+            return (f"not serving: lost the event server; waiting for an event server of "
+                    f"group {group!r}")
+        return "not serving: no longer blessed by the Hat monitor"
 
     async def _on_monitor_state(self, _component: Any, state: Any) -> None:
         if self._status["state"] == "active" or state.info is None:

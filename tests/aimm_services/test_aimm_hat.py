@@ -105,6 +105,8 @@ def repl_login(server):
         client = await juggler.connect(server.url)
         try:
             return await client.send("login", {"username": USER, "password": DIGEST})
+        except juggler.JugglerError as exc:       # an unsuccessful response
+            return {"error": str(exc)}
         finally:
             await client.async_close()
     return asyncio.run(asyncio.wait_for(scenario(), 60))
