@@ -273,3 +273,32 @@ def test_second_server_of_the_group_stays_on_standby(hat_servers, tmp_path):
             assert repl_login(second) == {"success": True}
         finally:
             stop_and_check(second)
+
+
+def test_monitor_only_server_reconnects_when_the_monitor_restarts(tmp_path):
+    """A `hat` section without event_server_group: registration with the monitor only (the
+    models stay in SQLite). This test runs a monitor of its own, which it restarts."""
+    from hat_servers import HatServers
+    own = HatServers(tmp_path / "hat")
+    own.directory.mkdir()
+    try:
+        monitor = own.start_monitor()
+        conf, port = write_hat_config(tmp_path, own, group="aimm_alone")
+        data = yaml.safe_load(conf.read_text())
+        del data["hat"]["monitor_component"]["event_server_group"]
+        data["backend"] = {"module": "aimm.server.backend.sqlite", "path": "aimm.db"}
+        data["control"] = data["control"][1:]          # the REPL control only
+        conf.write_text(yaml.safe_dump(data))
+        with aimm_server(conf, port, tmp_path / "logs") as server:
+            found = wait_note(server, "hat: active: blessed by the Hat monitor")
+            assert "aimm_backend" in found            # SQLite: the backend service runs
+            assert repl_login(server) == {"success": True}
+            monitor.stop()
+            wait_note(server, f"waiting for the Hat monitor server at 127.0.0.1:"
+                              f"{own.monitor_port}")
+            assert "does not serve now" in str(repl_login(server))
+            monitor.start()
+            wait_note(server, "hat: active")
+            assert repl_login(server) == {"success": True}
+    finally:
+        own.stop()
