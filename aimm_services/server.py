@@ -5,7 +5,8 @@
 
 Reads a standard AIMM configuration (seed 000: name, engine, backend, control, plugins,
 log, hat -- see aimm_services.hat for the last), validates it (every problem reported,
-each naming its key; exit 78), applies its `log` section, and runs a speedysvc supervisor in this process with:
+each naming its key; exit 78), applies its `log` section, and runs a speedysvc supervisor
+in this process with:
 
     PluginService       engine.max_children workers: the plugin calls
     BackendService      1 worker: the model store (SQLite or memory); not with the Hat
