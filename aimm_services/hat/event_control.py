@@ -15,8 +15,8 @@ kwargs} or {type: numpy_array, ...}):
     (*update_instance, "<id>")     {request_id, model_type, instance: base64}
     (*fit, "<id>"), (*predict, "<id>")   {request_id, args, kwargs}
     (*cancel, ...)                 the request_id of the request to cancel
-Results, on action_state_event_type: {request_id, status, result} with status IN_PROGRESS,
-DONE, FAILED or CANCELLED; result is the new instance id (create/add), the prediction
+Results, on action_state_event_type: {request_id, status, result} with status IN_PROGRESS
+(create_instance, fit, predict), DONE, FAILED or CANCELLED; result is the new instance id (create/add), the prediction
 (predict, as seed 002 JSON) or null; FAILED also carries `error` {type, message}.
 State, on state_event_type whenever it changes: {"models": {"<id>": model type},
 "actions": {"<action id>": {meta, progress, data_access, action, status}}} -- `progress` is
@@ -122,6 +122,8 @@ class EventControl:
                 registered = state
             except ConnectionError:
                 return           # the link deactivates us; the next control registers anew
+            except Exception:
+                log.exception("could not register the state event")
 
     # ---- requests ----
 
@@ -143,7 +145,8 @@ class EventControl:
                                       f"{type(data).__name__}")
             snapshot = await self._submit(action, prefix, event.type, data)
             self._requests[request_id] = snapshot["action_id"]
-            await self._register_action_state(request_id, "IN_PROGRESS")
+            if action in ("create_instance", "fit", "predict"):    # AIMM's actions
+                await self._register_action_state(request_id, "IN_PROGRESS")
             final = await self._wait(snapshot)
             status = AIMM_STATUS[final["status"]]
             if status == "DONE":

@@ -139,6 +139,13 @@ def latest_state(events, action_id, progress):
     return None
 
 
+def latest_progress(events, action_id):
+    """The plugin's own progress of a running action, from the latest state event."""
+    latest = events.latest(STATE)
+    action = latest[0].payload.data["actions"].get(action_id, {}) if latest else {}
+    return action.get("action") if action.get("progress") == "executing" else None
+
+
 def stored_model(events, instance_id):
     latest = events.latest(MODEL + [str(instance_id)])
     if not latest or latest[0].payload is None:
@@ -177,6 +184,17 @@ def test_models_are_hat_events_and_actions_are_requested_by_events(hat_servers, 
             assert state["models"] == {"1": COUNTER}
             assert state["actions"]["2"]["meta"]["call"] == "fit"
             assert state["actions"]["1"]["action"] == {"step": "instantiating"}
+            # progress of a running fit in the state, then cancel it by an event
+            gate = str(tmp_path / "never")
+            events.register(PREFIXES["fit"] + ["1"], {"request_id": "slow", "args": [],
+                                                      "kwargs": {"gate": gate}})
+            wait_until(lambda: latest_progress(events, "4"), timeout=30,
+                       message="the slow fit's progress in the state event")
+            events.register(PREFIXES["cancel"], "slow")
+            cancelled = events.wait_for(lambda t, d: list(t) == ACTION_STATE and
+                                        d["request_id"] == "slow" and d["status"] != "IN_PROGRESS",
+                                        message="the slow fit to end")
+            assert cancelled == {"request_id": "slow", "status": "CANCELLED", "result": None}
             failed = request(events, "predict", {"request_id": "r4", "args": [],
                                                  "kwargs": {"fail": True}}, instance_id=1)
             assert failed["status"] == "FAILED" and "cannot predict" in \
