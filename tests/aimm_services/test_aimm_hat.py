@@ -275,13 +275,25 @@ def test_waits_for_an_event_server_started_late_and_follows_its_restart(hat_serv
 
 
 def test_second_server_of_the_group_stays_on_standby(hat_servers, tmp_path):
+    """Also: a custom backend module (get_subscriptions, create(conf, event_client)) runs
+    only in the active server."""
+    label = secrets.token_hex(4)
     first_conf, first_port = write_hat_config(tmp_path / "a", hat_servers, group="aimm_pair",
                                               name=f"first{secrets.token_hex(3)}")
+    data = yaml.safe_load(first_conf.read_text())
+    data["backend"] = {"module": "aimm_hat_custom_backend", "label": label}
+    first_conf.write_text(yaml.safe_dump(data))
     second_conf, second_port = write_hat_config(tmp_path / "b", hat_servers,
                                                 group="aimm_pair",
                                                 name=f"second{secrets.token_hex(3)}")
     with aimm_server(first_conf, first_port, tmp_path / "a" / "logs") as first:
         wait_note(first, "hat: active")
+        with contextlib.closing(EventClient(hat_servers.events.port,
+                                            [["test", "store", "*"]])) as events:
+            # registered before this client subscribed: read the latest event of its type
+            wait_until(lambda: [e for e in events.latest(["test", "store", "opened"])
+                                if e.payload.data == {"label": label}], timeout=30,
+                       message="the custom backend's event")
         second = AimmServer(second_conf, tmp_path / "b" / "logs", second_port)
         try:
             second.start()
