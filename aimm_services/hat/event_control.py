@@ -16,8 +16,9 @@ kwargs} or {type: numpy_array, ...}):
     (*fit, "<id>"), (*predict, "<id>")   {request_id, args, kwargs}
     (*cancel, ...)                 the request_id of the request to cancel
 Results, on action_state_event_type: {request_id, status, result} with status IN_PROGRESS
-(create_instance, fit, predict), DONE, FAILED or CANCELLED; result is the new instance id (create/add), the prediction
-(predict, as seed 002 JSON) or null; FAILED also carries `error` {type, message}.
+(create_instance, fit, predict), DONE, FAILED or CANCELLED; result is the new instance id
+(create/add), the prediction (predict, as seed 002 JSON) or null; FAILED also carries
+`error` {type, message} (AIMM registers nothing when a predict fails; this says FAILED).
 State, on state_event_type whenever it changes: {"models": {"<id>": model type},
 "actions": {"<action id>": {meta, progress, data_access, action, status}}} -- `progress` is
 AIMM's phase (accessing_data, executing, complete, ...), `action` the plugin's own progress
