@@ -17,13 +17,15 @@ file works whoever starts the services; `~` and $VARIABLES are expanded.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import logging.config
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import yaml
 
@@ -157,10 +159,13 @@ def parse_config(data: Any, source: Path) -> AimmConfig:
         problems.add("name", "a non-empty string", name)
     engine = _engine(data.get("engine", {}), problems)
     problem = problems.add
-    hat_backend = _hat_backend(data.get("backend"), problem)
+    # custom Hat-aware modules may sit next to the YAML, as plugins do (the supervisor
+    # puts that directory on the workers' path)
+    with _importable_from(source.parent):
+        hat_backend = _hat_backend(data.get("backend"), problem)
+        hat_controls = _hat_controls(data.get("control"), problem)
     backend = (BackendConfig("hat", hat_backend.module) if hat_backend is not None
                else _backend(data.get("backend", {}), problems, source))
-    hat_controls = _hat_controls(data.get("control"), problem)
     controls = _controls(data.get("control", []), problems, source,
                          skip={c.index for c in hat_controls})
     plugin_modules = _plugins(data["plugins"], problems) if "plugins" in data else []
@@ -181,12 +186,25 @@ def parse_config(data: Any, source: Path) -> AimmConfig:
                       hat_backend=hat_backend, hat_controls=tuple(hat_controls))
 
 
+@contextlib.contextmanager
+def _importable_from(directory: Path) -> Iterator[None]:
+    added = str(directory) not in sys.path
+    if added:
+        sys.path.append(str(directory))
+    try:
+        yield
+    finally:
+        if added and str(directory) in sys.path:
+            sys.path.remove(str(directory))
+
+
 def _hat_backend(section: Any, problem: Any) -> Optional[HatComponentConfig]:
     """The backend entry when it is Hat-aware (it then runs inside the engine process)."""
     if not isinstance(section, dict) or not isinstance(section.get("module"), str):
         return None
     module = section["module"]
-    if module in SQLITE_BACKENDS + MEMORY_BACKENDS or not is_hat_module(module):
+    if module in SQLITE_BACKENDS + MEMORY_BACKENDS or \
+            not is_hat_module(module, "backend.module", problem):
         return None
     entry = HatComponentConfig(module, dict(section))
     if entry.builtin:
@@ -207,7 +225,8 @@ def _hat_controls(section: Any, problem: Any) -> list[HatComponentConfig]:
         module = item.get("module")
         if module is None and item.get("type") == "event":
             module = "aimm.server.control.event"
-        if not isinstance(module, str) or module in CONTROL_MODULES or not is_hat_module(module):
+        if not isinstance(module, str) or module in CONTROL_MODULES or \
+                not is_hat_module(module, f"control[{i}].module", problem):
             continue
         entry = HatComponentConfig(module, dict(item), i)
         if entry.builtin:

@@ -104,13 +104,21 @@ def parse_hat(section: Any, problem: Problem) -> Optional[HatConfig]:
     return HatConfig(host, port, group, server_group) if ok else None
 
 
-def is_hat_module(module: str) -> bool:
-    """AIMM's event backend/control, or an importable module declaring subscriptions."""
+def is_hat_module(module: str, path: str, problem: Problem) -> bool:
+    """AIMM's event backend/control, or an importable module declaring subscriptions. A
+    module that exists but fails to import is reported (at `path`) with its error."""
     if module in EVENT_BACKENDS + EVENT_CONTROLS:
         return True
     try:
         imported = importlib.import_module(module)
-    except Exception:      # not importable: the caller reports the module as unknown
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return False        # no such module: the caller reports it as unknown
+        problem(path, f"an importable module ({module} fails to import)", str(exc))
+        return False
+    except Exception as exc:
+        problem(path, f"an importable module ({module} fails to import)",
+                f"{type(exc).__name__}: {exc}")
         return False
     return subscription_function(imported) is not None
 

@@ -52,6 +52,7 @@ class HatLink:
         self._main_task: Optional[asyncio.Task] = None
         self._thread: Optional[threading.Thread] = None
         self._started = threading.Event()
+        self._stopping = False
 
     # ---- from any thread ----
 
@@ -66,6 +67,7 @@ class HatLink:
         self._started.wait(10)
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
         if self.loop is not None and self._main_task is not None:
             self.loop.call_soon_threadsafe(self._main_task.cancel)
         if self._thread is not None:
@@ -191,6 +193,8 @@ class HatLink:
         return group
 
     def _inactive_text(self) -> str:
+        if self._stopping:
+            return "not serving: stopping"
         group = self.config.event_server_group
         if self.config.uses_monitor and group:
             # the monitor state says more if the blessing went too (see _on_monitor_state)

@@ -93,3 +93,21 @@ def test_hat_section_needs_one_known_entry(tmp_path):
     with pytest.raises(ConfigError, match="hat: expected a mapping with exactly one of "
                                           "monitor_component"):
         load_config(path)
+
+
+def test_custom_modules_next_to_the_yaml_and_their_import_errors(tmp_path):
+    (tmp_path / "my_hat_control.py").write_text(
+        "def get_subscriptions(conf):\n    return [('x', '*')]\n"
+        "def create(conf, engine, event_client):\n    return None\n")
+    (tmp_path / "my_broken_control.py").write_text("import no_such_dependency_here\n")
+    hat = "hat: {eventer_server: {port: 23012}}\n"
+    config = load_config(write(tmp_path, "backend: {module: aimm.server.backend.dummy}\n"
+                                         "control: [{module: my_hat_control}]\n" + hat))
+    assert [c.module for c in config.hat_controls] == ["my_hat_control"]
+    path = write(tmp_path, "backend: {module: aimm.server.backend.dummy}\n"
+                           "control: [{module: my_broken_control}]\n" + hat)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert (f"{path}: control[0].module: expected an importable module (my_broken_control "
+            f"fails to import), found str \"No module named 'no_such_dependency_here'\"") \
+        in str(caught.value)
