@@ -146,6 +146,12 @@ def latest_progress(events, action_id):
     return action.get("action") if action.get("progress") == "executing" else None
 
 
+def counter_b64(count):
+    """A serialized test.Counter, as aimm_test_plugins serializes it, in base64."""
+    raw = json.dumps({"count": count, "predictions": 0}, sort_keys=True).encode()
+    return base64.b64encode(raw).decode()
+
+
 def stored_model(events, instance_id):
     latest = events.latest(MODEL + [str(instance_id)])
     if not latest or latest[0].payload is None:
@@ -213,6 +219,14 @@ def test_models_are_hat_events_and_actions_are_requested_by_events(hat_servers, 
                 client.login(USER, PASSWORD)
                 client.remove_instance(2)
             assert stored_model(events, 2) is None
+            added = request(events, "add_instance", {"request_id": "r9", "model_type": COUNTER,
+                                                     "instance": counter_b64(1)})
+            assert added == {"request_id": "r9", "status": "DONE", "result": 3}, added
+            updated = request(events, "update_instance", {"request_id": "r10", "model_type":
+                                                          COUNTER, "instance": counter_b64(10)},
+                              instance_id=3)
+            assert updated == {"request_id": "r10", "status": "DONE", "result": None}, updated
+            assert stored_model(events, 3) == (COUNTER, {"count": 10, "predictions": 0})
             before = events.latest(MODEL + ["*"])
 
         # the event server kept running; a new aimm-server finds the models there
@@ -224,11 +238,14 @@ def test_models_are_hat_events_and_actions_are_requested_by_events(hat_servers, 
             gone = request(events, "fit", {"request_id": "r7", "args": [], "kwargs": {}},
                            instance_id=2)
             assert gone["status"] == "FAILED", gone
+            done = request(events, "predict", {"request_id": "r11", "args": [],
+                                               "kwargs": {}}, instance_id=3)
+            assert done["result"]["count"] == 10, done
             done = request(events, "create_instance", {"request_id": "r8",
                            "model_type": COUNTER, "args": [], "kwargs": {}})
-            assert done["result"] == 3, done        # ids are never reused
+            assert done["result"] == 4, done        # ids are never reused
             assert repl_login(server) == {"success": True}
-        assert len(before) == 2
+        assert len(before) == 3                     # 1, 2 (removed: no payload) and 3
     finally:
         events.close()
 
