@@ -17,17 +17,21 @@ file works whoever starts the services; `~` and $VARIABLES are expanded.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import logging.config
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import yaml
 
 from .errors import ConfigError
+from .hat.config import (HatComponentConfig, HatConfig, check_event_backend,
+                         check_event_control, is_hat_module, parse_hat)
 from .passwords import InvalidPasswordHash, check_hash_format
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,7 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    kind: str                             # "sqlite" or "memory"
+    kind: str                             # "sqlite", "memory" or "hat" (runs in the engine)
     module: str
     path: Optional[Path] = None
 
@@ -75,6 +79,9 @@ class AimmConfig:
     controls: tuple
     plugin_modules: tuple
     log: dict
+    hat: Optional[HatConfig] = None
+    hat_backend: Optional[HatComponentConfig] = None   # backend.kind == "hat"
+    hat_controls: tuple = ()      # event control and custom Hat-aware controls (engine)
 
     @property
     def users(self) -> dict:
@@ -151,19 +158,81 @@ def parse_config(data: Any, source: Path) -> AimmConfig:
     if not isinstance(name, str) or not name:
         problems.add("name", "a non-empty string", name)
     engine = _engine(data.get("engine", {}), problems)
-    backend = _backend(data.get("backend", {}), problems, source)
-    controls = _controls(data.get("control", []), problems, source)
+    problem = problems.add
+    # custom Hat-aware modules may sit next to the YAML, as plugins do (the supervisor
+    # puts that directory on the workers' path)
+    with _importable_from(source.parent):
+        hat_backend = _hat_backend(data.get("backend"), problem)
+        hat_controls = _hat_controls(data.get("control"), problem)
+    backend = (BackendConfig("hat", hat_backend.module) if hat_backend is not None
+               else _backend(data.get("backend", {}), problems, source))
+    controls = _controls(data.get("control", []), problems, source,
+                         skip={c.index for c in hat_controls})
     plugin_modules = _plugins(data["plugins"], problems) if "plugins" in data else []
     log_conf = data.get("log", {})
     if not isinstance(log_conf, dict):
         problems.add("log", "a mapping (logging configuration)", log_conf)
-    if "hat" in data:
-        log.warning("%s: the 'hat' section is ignored: Hat integration is not supported", source)
+    hat = parse_hat(data["hat"], problem) if "hat" in data else None
+    if "hat" not in data:
+        for entry in ([hat_backend] if hat_backend else []) + hat_controls:
+            where = "backend" if entry.index is None else f"control[{entry.index}]"
+            problem(f"{where}.module", f"a module that needs no Hat connection ({entry.module} "
+                    f"registers and receives Hat events: add a 'hat' section)", entry.module)
     if problems.items:
         raise ConfigError("invalid AIMM configuration:\n  " + "\n  ".join(problems.items))
     return AimmConfig(name=name, source=source, engine=engine, backend=backend,
                       controls=tuple(controls), plugin_modules=tuple(plugin_modules),
-                      log=log_conf if isinstance(log_conf, dict) else {})
+                      log=log_conf if isinstance(log_conf, dict) else {}, hat=hat,
+                      hat_backend=hat_backend, hat_controls=tuple(hat_controls))
+
+
+@contextlib.contextmanager
+def _importable_from(directory: Path) -> Iterator[None]:
+    added = str(directory) not in sys.path
+    if added:
+        sys.path.append(str(directory))
+    try:
+        yield
+    finally:
+        if added and str(directory) in sys.path:
+            sys.path.remove(str(directory))
+
+
+def _hat_backend(section: Any, problem: Any) -> Optional[HatComponentConfig]:
+    """The backend entry when it is Hat-aware (it then runs inside the engine process)."""
+    if not isinstance(section, dict) or not isinstance(section.get("module"), str):
+        return None
+    module = section["module"]
+    if module in SQLITE_BACKENDS + MEMORY_BACKENDS or \
+            not is_hat_module(module, "backend.module", problem):
+        return None
+    entry = HatComponentConfig(module, dict(section))
+    if entry.builtin:
+        check_event_backend(section, problem)
+    return entry
+
+
+def _hat_controls(section: Any, problem: Any) -> list[HatComponentConfig]:
+    """The control entries that are Hat-aware (they run inside the engine process)."""
+    if isinstance(section, dict):
+        section = [section]
+    if not isinstance(section, list):
+        return []
+    found = []
+    for i, item in enumerate(section):
+        if not isinstance(item, dict):
+            continue
+        module = item.get("module")
+        if module is None and item.get("type") == "event":
+            module = "aimm.server.control.event"
+        if not isinstance(module, str) or module in CONTROL_MODULES or \
+                not is_hat_module(module, f"control[{i}].module", problem):
+            continue
+        entry = HatComponentConfig(module, dict(item), i)
+        if entry.builtin:
+            check_event_control(item, f"control[{i}]", problem)
+        found.append(entry)
+    return found
 
 
 _EXPECTED = {
@@ -231,7 +300,8 @@ def _backend(section: Any, problems: _Problems, source: Path) -> BackendConfig:
     return BackendConfig("memory", MEMORY_BACKENDS[1])
 
 
-def _controls(section: Any, problems: _Problems, source: Path) -> list[ControlConfig]:
+def _controls(section: Any, problems: _Problems, source: Path,
+              skip: frozenset | set = frozenset()) -> list[ControlConfig]:
     if isinstance(section, dict):   # a single control written without the list
         section = [section]
     if not isinstance(section, list):
@@ -240,6 +310,8 @@ def _controls(section: Any, problems: _Problems, source: Path) -> list[ControlCo
     controls = []
     for i, item in enumerate(section):
         path = f"control[{i}]"
+        if i in skip:
+            continue            # a Hat-aware control: checked by _hat_controls
         if not isinstance(item, dict):
             problems.add(path, "a mapping with 'module' and 'users'", item)
             continue
@@ -251,8 +323,9 @@ def _controls(section: Any, problems: _Problems, source: Path) -> list[ControlCo
                          item.get("type"))
             continue
         if module not in CONTROL_MODULES:
-            problems.add(f"{path}.module", f"one of {', '.join(CONTROL_MODULES)} (other AIMM "
-                         f"controls, e.g. the Hat event control, are not supported)", module)
+            problems.add(f"{path}.module", f"one of {', '.join(CONTROL_MODULES)}, "
+                         f"aimm.server.control.event, or a module defining get_subscriptions "
+                         f"(a Hat-aware control)", module)
             continue
         host, port, pem_file = None, None, None
         server = item.get("server")

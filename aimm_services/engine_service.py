@@ -10,6 +10,11 @@ happens in the plugin service's pool. Models are durable in the backend; actions
 Every method but login takes the session token that login returned. Plugin arguments and
 results are wire-encoded (see wire_values). Events: topic "action" carries an action's
 snapshot whenever it changes (status, progress), topic "model" carries model changes.
+
+With a `hat` section (aimm_services.hat.runtime) this process holds the server's Hat
+connection: the engine exists only while the server is the active one of its Hat group,
+with the Hat-aware backend and controls running here too; meanwhile every method raises
+HatNotActive saying what the server waits for, and `hat()` tells the connection state.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from .engine.core import Engine
 from .engine.service_runner import ServicePluginRunner
 from .engine.service_store import ServiceModelStore
 from .config import AimmConfig
+from .errors import HatNotActive
 from .service_config import load_service_config, running_scope
 
 log = logging.getLogger(__name__)
@@ -44,32 +50,74 @@ class EngineService(ServerMethodsBase):
         self.boot = secrets.token_hex(8)
         self.auth = Authenticator(self.config.users,
                                   limiter_path=login_records_path(self.config))
-        self.engine: Optional[Engine] = None
+        self._engine: Optional[Engine] = None
         self._runner: Optional[ServicePluginRunner] = None
         self._store: Optional[ServiceModelStore] = None
+        self._hat: Any = None            # HatRuntime with a `hat` section
+        self._note: Any = None
+
+    @property
+    def engine(self) -> Engine:
+        """The engine; with Hat, only while this server is the active one."""
+        engine = self._engine
+        if engine is None:
+            status = self._hat.status["text"] if self._hat is not None else "starting"
+            raise HatNotActive(f"AIMM server {self.config.name!r} does not serve now: {status}")
+        return engine
 
     def on_start(self) -> None:
-        address = f"shm://{running_scope(self)}"
-        self._store = ServiceModelStore(self.backend_service, address)
-        self._runner = ServicePluginRunner(self.plugin_service, address)
-        self.engine = Engine(self._runner, self._store,
-                             max_parallel=self.config.engine.max_children,
-                             action_history=self.config.engine.action_history,
-                             default_timeout=self.config.engine.default_action_timeout,
-                             publish=self._publish_event)
+        self._address = f"shm://{running_scope(self)}"
+        self._runner = ServicePluginRunner(self.plugin_service, self._address)
+        if self.config.hat is None:
+            self._make_engine(None)
+            return
+        from .hat.runtime import HatRuntime
+        from .hat.status_note import SupervisorNote
+        self._note = SupervisorNote(running_scope(self))
+        self._hat = HatRuntime(self.config, self._make_engine, self._drop_engine,
+                               lambda status: self._note.show(f"hat: {status['text']}"))
+        self._note.show(f"hat: {self._hat.status['text']}")
+        self._hat.start()
+
+    def _make_engine(self, store: Any) -> Engine:
+        """The engine over `store` (None: the backend service). Hat calls it on activation."""
+        if store is None:
+            store = self._store = ServiceModelStore(self.backend_service, self._address)
+        # a new engine numbers actions from 1 again: readers must see a new boot
+        self.boot = secrets.token_hex(8)
+        engine = Engine(self._runner, store,
+                        max_parallel=self.config.engine.max_children,
+                        action_history=self.config.engine.action_history,
+                        default_timeout=self.config.engine.default_action_timeout,
+                        publish=self._publish_event)
+        self._engine = engine
         log.info("AIMM engine %r started: %d models, %d plugin calls at once",
-                 self.config.name, len(self.engine.models()), self.config.engine.max_children)
+                 self.config.name, len(engine.models()), self.config.engine.max_children)
+        return engine
+
+    def _drop_engine(self) -> None:
+        """No longer the active server: stop serving (actions in flight are abandoned; the
+        models are stored)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+            log.info("AIMM engine %r stopped serving", self.config.name)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def on_stop(self) -> None:
         self.auth.close()
-        if self.engine is not None:
-            self.engine.close()
+        if self._hat is not None:
+            self._hat.stop()
+            self._note.close(None)
+        self._drop_engine()
         if self._runner is not None:
             self._runner.close()
-        if self._store is not None:
-            self._store.close()
 
     def _publish_event(self, topic: str, payload: dict) -> None:
+        if self._hat is not None:
+            self._hat.on_engine_event(topic, payload)
         payload = {**payload, "boot": self.boot}
         try:
             self.publish(topic, payload)
@@ -83,14 +131,23 @@ class EngineService(ServerMethodsBase):
     # ---- session ----
 
     @msgpack_method
+    def hat(self) -> dict:
+        """{state, connected, text} of the Hat connection; state "off" without `hat`."""
+        if self._hat is None:
+            return {"state": "off", "connected": False, "text": "no hat section"}
+        return self._hat.status
+
+    @msgpack_method
     def login(self, username: str, password: str) -> str:
         """A session token for the other methods."""
+        _ = self.engine   # a standby server takes no logins: its clients should go elsewhere
         return self.auth.login(username, password)
 
     @msgpack_method
     def login_digest(self, username: str, digest: str, source: str) -> str:
         """A session token for a login with the SHA-256 hex of the password (AIMM's REPL
         client sends that); `source` is the client's address, for the failed-login limits."""
+        _ = self.engine
         return self.auth.login_digest(username, digest, f"remote:{source}")
 
     @msgpack_method

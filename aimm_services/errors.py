@@ -108,3 +108,8 @@ class LoginFailed(AuthError, PermissionError):
 
 class LoginRateLimited(AuthError, PermissionError):
     """Too many failed logins for this user; wait before trying again."""
+
+
+class HatNotActive(AimmError, RuntimeError):
+    """This AIMM server is not the active one of its Hat group (standby, or waiting for the
+    Hat monitor or event server): another server of the group serves, or none yet."""

@@ -4,11 +4,13 @@
     python -m aimm_services.server --conf FILE ...          (the same)
 
 Reads a standard AIMM configuration (seed 000: name, engine, backend, control, plugins,
-log, hat), validates it (every problem reported, each naming its key; exit 78), applies its
-`log` section, and runs a speedysvc supervisor in this process with:
+log, hat -- see aimm_services.hat for the last), validates it (every problem reported,
+each naming its key; exit 78), applies its `log` section, and runs a speedysvc supervisor
+in this process with:
 
     PluginService       engine.max_children workers: the plugin calls
-    BackendService      1 worker: the model store (SQLite or memory)
+    BackendService      1 worker: the model store (SQLite or memory); not with the Hat
+                        event backend, which the engine process holds
     EngineService       1 worker: logins, actions, state
     ReplControlService  1 worker per control entry: the juggler websocket server on the
                         entry's server.host:server.port (ReplControlService1, 2, ... for
@@ -90,8 +92,11 @@ def supervisor_ini(config: AimmConfig, scope: str, log_dir: Path,
         "[PluginService]", "import_from = aimm_services.plugin_service",
         f"min_proc_num = {workers}", f"max_proc_num = {workers}",
         "# a fit may legitimately run for a long time", "worker_hang_timeout = 0", "",
-        "[BackendService]", "import_from = aimm_services.backend_service",
-        "min_proc_num = 1", "max_proc_num = 1", "",
+    ]
+    if config.backend.kind != "hat":    # a Hat-aware backend runs in the engine process
+        lines += ["[BackendService]", "import_from = aimm_services.backend_service",
+                  "min_proc_num = 1", "max_proc_num = 1", ""]
+    lines += [
         "[EngineService]", "import_from = aimm_services.engine_service",
         "min_proc_num = 1", "max_proc_num = 1", "",
     ]
@@ -143,8 +148,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     scope = scope_for(config.name)
     log_dir = (args.log_dir or default_log_dir(scope)).expanduser().resolve()
     if args.check_config:
+        hat = f", Hat: {config.hat.describe()}" if config.hat else ""
         print(f"{config.source}: configuration OK (name {config.name!r}, scope {scope}, "
-              f"{len(config.controls)} control(s))")
+              f"{len(config.controls) + len(config.hat_controls)} control(s){hat})")
         return 0
     try:
         apply_log_config(config)

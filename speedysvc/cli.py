@@ -156,6 +156,8 @@ def format_status(status: dict) -> str:
                      f"{s['calls_per_s']:.1f}", str(s["errors"]), _mib(s["rss"]),
                      f"{s['cpu_percent']:.1f}", _duration(s["uptime_s"]) if s["uptime_s"] else "-",
                      s["tcp_address"] or "-"))
+        if s.get("note"):
+            notes.append(f"  {s['name']}: {s['note']}")
         if s.get("last_error") and s["status"] in ("failed", "starting", "running"):
             notes.append(f"  {s['name']}: last error: {s['last_error']}")
             if s.get("last_traceback") and s["status"] != "running":

@@ -27,6 +27,7 @@ def service_cells(svc: Mapping[str, Any]) -> dict[str, str]:
         "calls": format_rate(svc.get("calls_per_s")),
         "errors": format_count(svc.get("errors")),
         "last_error": str(svc.get("last_error") or ""),
+        "note": str(svc.get("note") or ""),
     }
 
 

@@ -155,6 +155,21 @@ def restart_worker(arbiter: Any, name: str, worker_id: int) -> dict:
     return _result(True, sp.restart_worker(worker_id))
 
 
+def _note(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise ValueError("a note is a string of at most 200 characters, or None")
+    return value
+
+
+@command("set_note", "A short state a service reports about itself (shown by status and the "
+         "web monitor); None clears it", _NAME, Param("note", _note, help="the note, or None to clear it"),
+         while_stopping=True)
+def set_note(arbiter: Any, name: str, note: Optional[str]) -> dict:
+    sp = arbiter.lookup(name)
+    sp.set_note(note or None)
+    return _result(True, f"{sp.name}: note set")
+
+
 @command("reload", "Re-read the .ini file, as SIGHUP does", while_stopping=True)  # says why itself
 def reload(arbiter: Any) -> dict:
     return arbiter.reload()

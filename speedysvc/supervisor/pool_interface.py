@@ -105,6 +105,10 @@ class SupervisedPool(ABC):
         """Where captured output goes from now on (a reload may move it)."""
 
     @abstractmethod
+    def set_note(self, note: Optional[str]) -> None:
+        """A short state the service reports about itself, shown by status and the monitor."""
+
+    @abstractmethod
     def begin_shutdown(self) -> None:
         """The supervisor is stopping: worker exits are no longer crashes to answer."""
 

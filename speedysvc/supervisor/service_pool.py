@@ -100,6 +100,9 @@ class ServicePool(SupervisedPool):
         self._kill_after: dict[int, float] = {}     # hung workers dumping their stacks first
         self._traceback_shown: Optional[str] = None
         self.last_scaling: Optional[str] = None
+        # a short state the service reports about itself (e.g. "hat: connected"); set by
+        # the service through the control API's set_note, shown by status and the monitor
+        self.note: Optional[str] = None
         self.restart_policy = RestartPolicy.from_service(config)
         self.scaling_state = scaling_policy.ScalingState()
         self.spawn_not_before = 0.0
@@ -276,6 +279,9 @@ class ServicePool(SupervisedPool):
 
     def set_logs(self, logs: Any) -> None:
         self.logs = logs
+
+    def set_note(self, note: Optional[str]) -> None:
+        self.note = note
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True
@@ -664,7 +670,7 @@ class ServicePool(SupervisedPool):
             "last_traceback": self.last_traceback,
             "retry_in_s": (max(0.0, self.retry_at - self.system.monotonic())
                            if self.retry_at is not None and self.status == FAILED else None),
-            "last_scaling": self.last_scaling,
+            "last_scaling": self.last_scaling, "note": self.note,
         }
 
 

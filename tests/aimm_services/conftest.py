@@ -34,3 +34,21 @@ def test_plugins(clean_registry):
     module = importlib.import_module("aimm_test_plugins")
     yield module
     sys.modules.pop("aimm_test_plugins", None)
+
+
+@pytest.fixture(scope="session")
+def hat_servers():
+    """One hat-monitor server and one hat-event server (group "event") for the whole
+    session, real subprocesses on loopback; tests may add event servers of other groups."""
+    import shutil
+    import tempfile
+    from hat_servers import HatServers
+    directory = Path(tempfile.mkdtemp(prefix="aimm-hat-"))
+    servers = HatServers(directory)
+    try:
+        servers.start_monitor()
+        servers.events = servers.event_server("event").start()
+        yield servers
+    finally:
+        servers.stop()
+        shutil.rmtree(directory, ignore_errors=True)

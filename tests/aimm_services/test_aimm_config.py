@@ -94,7 +94,8 @@ def test_all_problems_reported_with_file_path_expected_and_found(tmp_path):
             f"{path}: engine.max_children: expected a number >= 1, found str 'many'",
             f"{path}: engine.poll: unknown key",
             f"{path}: backend.path: expected a file path for the SQLite database, found nothing",
-            f"{path}: control[0].module: expected one of",
+            # the event control needs the hat section
+            f"{path}: control[0].module: expected a module that needs no Hat connection",
             f"{path}: control[1].server.port: expected a port number 0-65535, found int 99999",
             f"{path}: control[1].users[0].password: expected 'scrypt-sha256$...'",
             f"{path}: plugin: unknown key (did you mean 'plugins'?)",

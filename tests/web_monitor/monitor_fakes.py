@@ -45,10 +45,10 @@ class FakeControl:
 
     # ---- set-up helpers for tests ---------------------------------------------------------
     def _add(self, name: str, index: int, min: int = 1, max: int = 2, status: str = "running",
-             last_error: str = "") -> None:
+             last_error: str = "", note: str = "") -> None:
         svc = {"name": name, "index": index, "status": status, "min": min, "max": max,
                "restarts": 0, "errors": 3 * index, "started_at": self.started_at - self.history_s,
-               "last_error": last_error, "workers": [], "next_worker": 0}
+               "last_error": last_error, "note": note, "workers": [], "next_worker": 0}
         self.services[name] = svc
         if status == "running":
             self._spawn(svc, min)
@@ -119,7 +119,7 @@ class FakeControl:
                     "cpu_percent": sum(w["cpu_percent"] for w in workers),
                     "calls_per_s": 40.0 * len(workers), "errors": svc["errors"],
                     "tcp_address": f"tcp://127.0.0.1:{6000 + svc['index']}",
-                    "last_error": svc["last_error"] or None,
+                    "last_error": svc["last_error"] or None, "note": svc["note"] or None,
                 })
             return {"supervisor": {"pid": 4242, "scope": "fake", "ini": "/srv/app/example.ini",
                                    "started_at": self.started_at}, "services": out}

@@ -126,3 +126,13 @@ def test_stop_confirmation_counts_workers_in_plain_english(client, fake_control)
     fake_control.scale("echo", 3)
     three = client.get("/services/echo/stop").get_data(as_text=True)
     assert "All 3 worker processes of <b>echo</b>" in three
+
+
+def test_a_service_note_is_shown_on_the_overview_and_its_page(fake_control, app):
+    """A service's own note (an AIMM service's Hat connection) next to its name."""
+    fake_control.services["aimm_engine"]["note"] = "hat: standby: aimm-1 is the active one"
+    client = app.test_client()
+    for page in ("/", "/services/aimm_engine"):
+        html = client.get(page).get_data(as_text=True)
+        assert re.search(r'data-cell="note"\s*>hat: standby: aimm-1 is the active one<', html)
+    assert client.get("/").get_data(as_text=True).count('data-cell="note" hidden') == 2

@@ -66,7 +66,7 @@ window.Monitor = (function () {
       const key = el.dataset.cell;
       if (!(key in cells)) { return; }
       el.textContent = cells[key];
-      if (key === "last_error") { el.hidden = !cells[key]; }
+      if (key === "last_error" || key === "note") { el.hidden = !cells[key]; }
       if (key === "status" && statusClass) { el.className = "badge badge-" + statusClass; }
     });
     if ("status" in cells) {  // offer Start only when not running, Stop only when running
