@@ -229,6 +229,15 @@ class WorkerPool:
             time.sleep(0.01)
         return self.ready_count() >= n
 
+    def wait_exited(self, timeout: float) -> None:
+        """Wait (bounded) for killed workers to exit, so reap() finds them gone."""
+        deadline = time.monotonic() + timeout
+        for w in list(self.workers):
+            try:
+                w.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:  # pragma: no cover - KILL is not refused
+                pass
+
     def reap(self) -> list[tuple[WorkerProcess, int]]:
         """Forget workers that exited; returns them with their exit codes. A TCP front that
         died is replaced here too (reap runs on the thread that spawns)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from typing import Any, Callable, Optional
 
 from ..exit_codes import WORKER_CANNOT_HEAL
@@ -191,11 +190,7 @@ class ServicePool(SupervisedPool):
         if self.pool is not None:
             for w in list(self.pool.workers):
                 self.pool.kill(w)
-            for w in list(self.pool.workers):
-                try:
-                    w.popen.wait(5)
-                except subprocess.TimeoutExpired:  # pragma: no cover - KILL is not refused
-                    pass
+            self.pool.wait_exited(5.0)
             self.pool.reap()
         self._close_pool()
         self.status = STOPPED
