@@ -180,3 +180,21 @@ class PortBinder(ServerMethodsBase):
     @msgpack_method
     def ping(self):
         return os.getpid()
+
+
+class Ledger(ServerMethodsBase):
+    """Writes down every call it runs (one line, appended atomically) before answering, so a
+    test can tell whether any call ran twice."""
+    name = "ledger"
+    port = 17314
+
+    @msgpack_method
+    def record(self, call_id: str, seconds: float = 0.0):
+        fd = os.open(os.path.join(os.environ["SPEEDYSVC_TEST_DIR"], "ledger.txt"),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{call_id} {os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+        time.sleep(seconds)
+        return call_id
