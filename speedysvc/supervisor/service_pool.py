@@ -26,6 +26,7 @@ from ..exit_codes import WORKER_CANNOT_HEAL
 from ..shm import service_segment as ss
 from ..monitoring.collector import WorkerReading
 from . import scaling_policy
+from .options import SERVICE, options_for
 from .pool_interface import ServiceState, SupervisedPool
 from .restart_policy import RestartPolicy
 from .system import System
@@ -35,15 +36,9 @@ STARTING, RUNNING, STOPPING, STOPPED, FAILED = (
     ServiceState.FAILED)
 HANG_DUMP_GRACE_S = 0.5  # time a hung worker gets to write its stacks before SIGKILL
 
-# Options a reload applies to a running service without touching its workers.
-LIVE_OPTIONS = frozenset({
-    "min_proc_num", "max_proc_num", "scale_interval", "scale_up_busy", "scale_down_busy",
-    "scale_up_queue", "scale_up_intervals", "scale_down_intervals", "scale_up_cooldown",
-    "scale_down_cooldown", "scale_step_max", "scale_up_max_cpu", "max_proc_mem_bytes",
-    "restart_backoff_initial", "restart_backoff_max", "crash_loop_restarts", "crash_loop_window",
-    "crash_loop_backoff",
-    "worker_hang_timeout", "start_timeout", "graceful_timeout", "log_level", "metrics_interval",
-    "metrics_retention", "wait_until_completed", "log_dir", "log_max_bytes", "log_backups"})
+# Options a reload applies to a running service without touching its workers (marked in the
+# option registry).
+LIVE_OPTIONS = frozenset(opt.name for opt in options_for(SERVICE).values() if opt.live)
 
 QUEUE_SAMPLES_PER_INTERVAL = 5
 POLL_WHILE_CHANGING_S = 0.05     # how soon to look again while workers start or stop
@@ -118,7 +113,7 @@ class ServicePool(SupervisedPool):
         self._next_queue_sample = 0.0
         self._queue_samples: list[int] = []
         self._next_mem_check = 0.0
-        self._last_hold_reason: Optional[str] = None
+        self._last_hold_reason: Optional[scaling_policy.Hold] = None
 
     # -- commands (main-loop thread) ---------------------------------------------------
     def start(self, keep_error: bool = False) -> str:
@@ -605,9 +600,9 @@ class ServicePool(SupervisedPool):
             return
         # Holding under load (at max, CPU-bound, cooling down) is worth an INFO line once per
         # reason; routine decisions (steady, idle at min, still counting) are DEBUG.
-        hold = decision.reason.rsplit("(", 1)[-1].split(",")[0].split(" ")[0]
-        pressing = decision.state.high_readings > 0 and not decision.reason.endswith(
-            f"(waiting for {self.config.scale_up_intervals})")
+        hold = decision.hold
+        pressing = (decision.state.high_readings > 0 and hold is not None
+                    and hold != scaling_policy.Hold.WAITING)
         level = logging.INFO if pressing and hold != self._last_hold_reason else logging.DEBUG
         self._last_hold_reason = hold if pressing else None
         self.log.log(level, "scaling %s: %s", self.name, decision.reason)
