@@ -26,6 +26,7 @@ from ..exit_codes import WORKER_CANNOT_HEAL
 from ..shm import service_segment as ss
 from ..monitoring.collector import WorkerReading
 from . import scaling_policy
+from .config import ServiceConfig
 from .options import SERVICE, options_for
 from .pool_interface import ServiceState, SupervisedPool
 from .restart_policy import RestartPolicy
@@ -53,7 +54,7 @@ def default_pool_factory(service_cls: type, scope: str, name: str, import_path: 
                       allow_insecure=allow_insecure, env=env, tcp=tcp)
 
 
-def tcp_settings(config: Any) -> Any:
+def tcp_settings(config: ServiceConfig) -> Any:
     """The workers' TCP settings from a service's configuration (None: shared memory only)."""
     if config.tcp_bind is None:
         return None
@@ -72,7 +73,7 @@ def tcp_settings(config: Any) -> Any:
 class ServicePool(SupervisedPool):
     """A service run by worker processes on this machine (see the module docstring)."""
 
-    def __init__(self, config: Any, service_cls: type, scope: str, *, system: Optional[System] = None,
+    def __init__(self, config: ServiceConfig, service_cls: type, scope: str, *, system: Optional[System] = None,
                  logs: Any = None, pool_factory: Callable = default_pool_factory):
         self.config = config
         self.service_cls = service_cls
@@ -228,7 +229,7 @@ class ServicePool(SupervisedPool):
         self._reconcile(now)
         return True, f"{self.name} scaled from {before} to {n}"
 
-    def reconfigure(self, new_config: Any, changed: list[str]) -> str:
+    def reconfigure(self, new_config: ServiceConfig, changed: list[str]) -> str:
         """Apply a reloaded section: live options in place, others by restarting what uses them."""
         self.config = new_config
         self.restart_policy.update_settings(new_config)
@@ -262,7 +263,7 @@ class ServicePool(SupervisedPool):
             return message
         return self.scale(n, reason=reason)[1]
 
-    def apply_settings(self, new_config: Any) -> None:
+    def apply_settings(self, new_config: ServiceConfig) -> None:
         """New settings for a service that is not running: they apply at its next start."""
         self.config = new_config
         self.restart_policy.update_settings(new_config)
