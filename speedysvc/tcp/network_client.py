@@ -22,6 +22,7 @@ from ..errors import (AuthenticationError, CallTimeout, MethodNotFound, PayloadT
                       ServiceUnavailable, WorkerDied)
 from . import frames
 from ..provider import ProviderMethods
+from ..subscription import Subscription
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -244,7 +245,6 @@ class NetworkClient(ProviderMethods):
         return self.description
 
     def subscribe(self, topics: Optional[Sequence[str]] = None):
-        from ..client import Subscription
         return Subscription(_TcpEventSource(self), topics)
 
     def close(self) -> None:
