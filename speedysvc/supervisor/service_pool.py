@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 from ..exit_codes import WORKER_CANNOT_HEAL
 from ..shm import service_segment as ss
 from ..monitoring.collector import WorkerReading
-from . import scaling_policy
+from . import scaling_policy, worker_health
 from .config import ServiceConfig
 from .options import SERVICE, options_for
 from .pool_interface import ServiceState, SupervisedPool
@@ -317,9 +317,7 @@ class ServicePool(SupervisedPool):
         if self.status == STOPPING:
             self._advance_stop(now)
             return
-        self._check_starting(now)
-        self._check_hung(now)
-        self._check_memory(now)
+        self._check_health(now)
         self._sample_queue(now)
         if self.status == RUNNING:
             self._scale(now)
@@ -424,53 +422,33 @@ class ServicePool(SupervisedPool):
             self.spawn_not_before = max(self.spawn_not_before, now + delay)
             self.log.warning("%s; restarting in %.3gs", detail, delay)
 
-    def _check_starting(self, now: float) -> None:
-        for w in self.pool.workers:
-            if w.stopping_since is None and w.alive() and self._state(w) == ss.STARTING:
-                if now - self.spawned_at.get(w.worker_id, now) > self.config.start_timeout:
-                    self._kill(w, f"did not become ready within start_timeout "
-                                  f"{self.config.start_timeout:g}s")
-
-    def _check_hung(self, now: float) -> None:
+    def _check_health(self, now: float) -> None:
+        """Judge every live worker (worker_health) and carry the verdicts out."""
         if self._kill_after:
             self._kill_dumped(now)
-        timeout = self.config.worker_hang_timeout
-        if not timeout:
-            return
+        settings = worker_health.HealthSettings.from_service(self.config)
+        measure_memory = bool(settings.max_proc_mem_bytes) and now >= self._next_mem_check
+        if measure_memory:
+            self._next_mem_check = now + min(1.0, self.config.metrics_interval)
         wall = self.system.time_ns()
-        limit = int(timeout * 1e9)
         seg = self.pool.segment
-        for w in self.pool.workers:
-            if w.worker_id in self.kill_reasons or not w.alive():
+        for w in list(self.pool.workers):
+            if w.worker_id in self.kill_reasons or w.worker_id in self.retiring or not w.alive():
                 continue
-            if w.stopping_since is not None and now - w.stopping_since > self.config.graceful_timeout:
-                self._kill(w, f"did not stop within graceful_timeout {self.config.graceful_timeout:g}s")
+            reading = worker_health.HealthReading(
+                state=self._state(w), spawned_at=self.spawned_at.get(w.worker_id, now),
+                stopping_since=w.stopping_since,
+                busy_since_ns=seg.worker_word(w.slot, ss.W_BUSY_SINCE_NS),
+                heartbeat_ns=seg.worker_word(w.slot, ss.W_HEARTBEAT_NS),
+                rss=self.system.rss(w.pid) if measure_memory and w.stopping_since is None else None)
+            verdict = worker_health.judge(reading, settings, now, wall)
+            if verdict is None:
                 continue
-            state = self._state(w)
-            if state == ss.BUSY:
-                since = seg.worker_word(w.slot, ss.W_BUSY_SINCE_NS)
-                if since and wall - since > limit:
-                    self._kill(w, f"hung: one call has run for {(wall - since) / 1e9:.1f}s "
-                                  f"(worker_hang_timeout {timeout:g}s)", dump_stacks=True)
-            elif state == ss.IDLE:
-                beat = seg.worker_word(w.slot, ss.W_HEARTBEAT_NS)
-                if beat and wall - beat > limit:
-                    self._kill(w, f"hung: no heartbeat for {(wall - beat) / 1e9:.1f}s "
-                                  f"(worker_hang_timeout {timeout:g}s)", dump_stacks=True)
-
-    def _check_memory(self, now: float) -> None:
-        limit = self.config.max_proc_mem_bytes
-        if not limit or now < self._next_mem_check:
-            return
-        self._next_mem_check = now + min(1.0, self.config.metrics_interval)
-        for w in self._active():
-            if not self._ready(w):
-                continue
-            rss = self.system.rss(w.pid)
-            if rss is not None and rss > limit:
+            if verdict.action == worker_health.KILL:
+                self._kill(w, verdict.reason, dump_stacks=verdict.dump_stacks)
+            else:
                 self.retiring.add(w.worker_id)
-                self.log.warning("worker %d (pid %d) uses %d MiB, over max_proc_mem_bytes %d MiB: "
-                                 "replacing it gracefully", w.worker_id, w.pid, rss >> 20, limit >> 20)
+                self.log.warning("worker %d (pid %d) %s", w.worker_id, w.pid, verdict.reason)
                 self.restarts += 1
 
     def _kill(self, w: Any, reason: str, dump_stacks: bool = False) -> None:
