@@ -163,7 +163,7 @@ def format_status(status: dict) -> str:
             if s.get("last_traceback") and s["status"] != "running":
                 notes.extend("    " + line for line in s["last_traceback"].splitlines())
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines + notes)
 
 

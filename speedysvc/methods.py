@@ -36,7 +36,8 @@ class MethodSpec:
         for p in list(self.signature.parameters.values())[1:]:  # drop self
             params.append({"name": p.name, "kind": p.kind.name,
                            "default": None if p.default is p.empty else repr(p.default),
-                           "required": p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)})
+                           "required": p.default is p.empty
+                           and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)})
         return {"encoder": self.encoder, "params": params, "doc": self.doc}
 
 

@@ -57,7 +57,8 @@ class Serialiser:
             args, kwargs = obj
             return list(args), dict(kwargs)
         except (TypeError, ValueError):
-            raise EncodingError(f"{self.name} call payload must be [args, kwargs], got {type(obj).__name__}")
+            raise EncodingError(
+                f"{self.name} call payload must be [args, kwargs], got {type(obj).__name__}") from None
 
     def encode_result(self, obj: Any) -> Parts:
         return self.encode(obj)

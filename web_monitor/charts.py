@@ -3,6 +3,7 @@ hands the finished figure JSON to Plotly.react; all chart decisions live here.""
 from __future__ import annotations
 
 import json
+import itertools
 import math
 import time
 from datetime import datetime
@@ -71,7 +72,7 @@ def downsample(ts: Sequence[Any], series: Mapping[str, Sequence[Any]], max_point
     edges = [round(i * n / max_points) for i in range(max_points + 1)]
     out_ts: list[float] = []
     out: dict[str, list[float | None]] = {key: [] for key in series}
-    for start, stop in zip(edges, edges[1:]):
+    for start, stop in itertools.pairwise(edges):
         if stop <= start:
             continue
         out_ts.append(_clean(ts[stop - 1]))

@@ -186,7 +186,7 @@ class Collector:
                                      max(0, io_write - before.io_write) if before else 0,
                                      max(0, d_calls), max(0, d_errors), rate))
             latest[w.worker_id] = {"rss": rss, "uss": uss, "cpu_percent": cpu, "calls_per_s": rate}
-            for method, (count, errors, buckets) in w.stats.items():
+            for method, (_count, _errors, buckets) in w.stats.items():
                 prev = before.stats.get(method, [0, 0, {}]) if before else [0, 0, {}]
                 deltas.setdefault(method, []).append(_bucket_delta(buckets, prev[2]))
             state.workers[w.worker_id] = _WorkerState(snap.ts, w.calls, w.errors, io_read, io_write,

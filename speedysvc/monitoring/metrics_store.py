@@ -180,7 +180,7 @@ def _per_worker(workers: list[tuple]) -> dict[int, dict[str, list]]:
 
 def _latest_methods(methods: list[tuple]) -> list[dict[str, Any]]:
     latest: dict[str, tuple] = {}
-    for ts, method, count, errors, p50, p99 in methods:  # ordered by ts, so the last one wins
+    for _ts, method, count, errors, p50, p99 in methods:  # ordered by ts, so the last one wins
         if method != ALL_METHODS:
             latest[method] = (count, errors, p50, p99)
     return [{"name": name, "count": count, "errors": errors, "p50_ms": p50, "p99_ms": p99}

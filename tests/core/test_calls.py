@@ -211,7 +211,7 @@ def test_idle_service_uses_next_to_no_cpu(scope):
         procs = [psutil.Process(pid) for pid in svc.worker_pids()]
         before = [sum(p.cpu_times()[:2]) for p in procs]
         time.sleep(2.0)  # measuring a resource over an interval, not synchronising
-        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before)]
+        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before, strict=True)]
     assert max(used) < 0.1, f"idle workers used {used} s of CPU in 2 s"
 
 
@@ -239,15 +239,15 @@ def test_closing_a_subscription_while_another_thread_waits_on_it(running):
             sub = c.subscribe(["x"])
             outcome = []
 
-            def waiter():
+            def waiter(sub, outcome):
                 try:
                     sub.get(timeout=30)
                 except queue.Empty:
                     outcome.append("woken")
-            t = threading.Thread(target=waiter)
+            t = threading.Thread(target=waiter, args=(sub, outcome))
             t.start()
             from waiting import wait_until
-            wait_until(lambda: sub._lock.locked(), message="waiter to block")
+            wait_until(sub._lock.locked, message="waiter to block")
             sub.close()
             t.join(5)
             assert outcome == ["woken"]

@@ -100,7 +100,8 @@ def test_unserialisable_event_is_rejected_to_its_sender_and_the_service_keeps_ru
         service.send_event_dict({"kind": 1301, "when": WHEN, "index": 2, "context": {("tuple", "key"): 1}})
 
     assert service.send_event_dict(_event(3, ok=True))
-    assert peer.next_non_heartbeat() == [EVENT, b'{"kind": 1301, "when": 1704164645.0, "index": 3, "context": {"ok": true}}']
+    assert peer.next_non_heartbeat() == [
+        EVENT, b'{"kind": 1301, "when": 1704164645.0, "index": 3, "context": {"ok": true}}']
     peer.wait_until_subscribed(timeout=FAST_HEARTBEAT * 5)  # heartbeats go on
     assert peer.request({"command": 400, "nonce": 4})["result"] == 100
     # Sequence numbers have no hole where the rejected events were.

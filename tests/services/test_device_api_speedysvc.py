@@ -68,7 +68,8 @@ def test_subscribers_receive_events_with_per_topic_sequence_numbers(make_speedys
 
     first = _next_event(client)
     assert (first.topic, first.seq) == (4001, 1)
-    assert first.body == {"kind": 1301, "when": 1704164645.0, "index": 1, "context": {"trialId": 1, "name": "Trial_One"}}
+    assert first.body == {"kind": 1301, "when": 1704164645.0, "index": 1,
+                          "context": {"trialId": 1, "name": "Trial_One"}}
     emergency, event = _next_event(client), _next_event(client)
     assert (emergency.topic, emergency.seq, event.topic, event.seq) == (2001, 1, 4001, 2)
     assert emergency.body == event.body

@@ -130,7 +130,8 @@ def test_failed_command_reports_command_error_kind(make_service, make_peer):
     service.command_request_delegate = lambda request: ApiCommandRequestResponse(
         result=ApiCommandRequestResult.FAILED, error_code=7, error_message="gate jammed")
     reply = make_peer(service).request({"command": 50, "nonce": 5})
-    assert (reply["result"], reply["errorKind"], reply["errorCode"], reply["errorMessage"]) == (400, 2, 7, "gate jammed")
+    assert (reply["result"], reply["errorKind"], reply["errorCode"], reply["errorMessage"]) == \
+        (400, 2, 7, "gate jammed")
 
 
 def test_asynchronous_command_replies_pending_then_publishes_result_with_nonce(make_service, make_peer):
