@@ -4,7 +4,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections import namedtuple
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union, cast
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from . import serialisers
 from .errors import AmbiguousService, MethodNotFound, ServiceUnavailable
@@ -33,22 +36,22 @@ class ClientMethodsBase:
     def __init__(self, client_provider: Any):
         self.client_provider = _as_provider(client_provider)
 
-    def send(self, method: Union[Callable, str], args: Any = (), kwargs: Optional[dict] = None,
-             timeout: Optional[float] = None) -> Any:
+    def send(self, method: Union[Callable[..., Any], str], args: Any = (),
+             kwargs: Optional[dict[str, Any]] = None, timeout: Optional[float] = None) -> Any:
         kwargs, timeout = split_send_options(kwargs, timeout)
         name, args = send_arguments(method, args)
         return self.client_provider.call(name, args, kwargs, timeout=timeout)
 
     def subscribe(self, topics: Optional[Sequence[str]] = None) -> "Subscription":
-        return self.client_provider.subscribe(topics)
+        return cast("Subscription", self.client_provider.subscribe(topics))
 
     def close(self) -> None:
         self.client_provider.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -60,14 +63,14 @@ class MethodProxy:
         self._name = name
         self._timeout = timeout
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._provider.call(self._name, args, kwargs, timeout=self._timeout)
 
     def with_timeout(self, seconds: Optional[float]) -> "MethodProxy":
         """The same method with a per-call timeout: client.fit.with_timeout(600)(x)."""
         return MethodProxy(self._provider, self._name, seconds)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<remote method {self._name} of {self._provider.service_name!r}>"
 
 
@@ -94,34 +97,34 @@ class ServiceClient(ProviderMethods):
         raise MethodNotFound(f"service {self._provider.service_name!r} has no method {name!r}; "
                              f"it has: {', '.join(sorted(self.methods)) or 'none'}")
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self.methods))
 
     @property
     def service_name(self) -> str:
-        return self._provider.service_name
+        return str(self._provider.service_name)
 
-    def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
+    def call(self, method: str, args: Sequence[Any] = (), kwargs: Optional[dict[str, Any]] = None,
              timeout: Optional[float] = None) -> Any:
         """The provider interface: call `method` by name with an argument list."""
         return self._provider.call(method, args, kwargs, timeout=timeout)
 
-    def describe(self) -> dict:
-        return self._provider.describe()
+    def describe(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self._provider.describe())
 
     def subscribe(self, topics: Optional[Sequence[str]] = None) -> "Subscription":
-        return self._provider.subscribe(topics)
+        return cast("Subscription", self._provider.subscribe(topics))
 
     def close(self) -> None:
         self._provider.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{self._provider.transport} client of {self._provider.service_name!r}>"
 
 
@@ -141,7 +144,7 @@ class Subscription:
 
     @property
     def missed(self) -> int:
-        return getattr(self._source, "missed", 0)
+        return int(getattr(self._source, "missed", 0))
 
     def get(self, timeout: Optional[float] = None) -> Event:
         """The next event; raises queue.Empty after `timeout` seconds."""
@@ -183,14 +186,14 @@ class Subscription:
         with self._lock:  # waits for a poll in progress to return before freeing its objects
             self._source.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _parse_address(address: str) -> tuple[str, dict]:
+def _parse_address(address: str) -> tuple[str, dict[str, Any]]:
     if address.startswith("shm://"):
         scope = address[len("shm://"):].strip("/")
         return "shm", {"scope": scope or None}
@@ -207,7 +210,7 @@ def _parse_address(address: str) -> tuple[str, dict]:
                      f"or 'tcps://host[:port]' (TLS)")
 
 
-def make_provider(service: Any, address: str, **options) -> Any:
+def make_provider(service: Any, address: str, **options: Any) -> Any:
     kind, params = _parse_address(address)
     if kind == "shm":
         from .shm.shm_client import SHMClient
@@ -220,7 +223,7 @@ def make_provider(service: Any, address: str, **options) -> Any:
     return NetworkClient(service, host=params["host"], port=params["port"], **tcp_opts)
 
 
-def connect(service: Any, address: Union[str, Sequence[str]] = "shm://", **options) -> ServiceClient:
+def connect(service: Any, address: Union[str, Sequence[str]] = "shm://", **options: Any) -> ServiceClient:
     """Connect to a service by class or by name. `address` may be a list, tried in order.
 
     Options: scope (shm), timeout (default per call), connect_timeout, secret and compression
