@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable
 
 import posix_ipc
 
@@ -119,8 +118,3 @@ def sweep_dead_clients(scope: str | None = None) -> int:
             _unlink(tagged)
             removed += 1
     return removed
-
-
-def unlink_all(names: Iterable[str]) -> None:
-    for name in names:
-        _unlink(name)

@@ -15,7 +15,7 @@ _UNREACHABLE_NAMES = frozenset({
     "ServiceUnavailable", "CallTimeout", "WorkerDied", "ProtocolError", "AuthenticationError",
     "ConnectionError", "TimeoutError", "BrokenPipeError", "ControlUnavailable",
 })
-_UNKNOWN_NAMES = frozenset({"UnknownService", "KeyError", "UnknownWorker"})
+_UNKNOWN_NAMES = frozenset({"UnknownService", "KeyError"})
 _BAD_REQUEST_NAMES = frozenset({"ValueError", "TypeError"})
 
 

@@ -2,7 +2,6 @@
 pyzmq's ThreadAuthenticator (ZAP) running in the gateway's context."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable, Tuple
 
 import zmq
@@ -18,15 +17,6 @@ def generate_curve_keypair() -> Tuple[str, str]:
     """(public, secret) Z85 keys for a server or a client."""
     public, secret = zmq.curve_keypair()
     return public.decode("ascii"), secret.decode("ascii")
-
-
-def load_allowed_client_keys(directory: str) -> Tuple[str, ...]:
-    """Public keys of every certificate (*.key, as written by zmq.auth.create_certificates) in `directory`."""
-    keys = []
-    for path in sorted(Path(directory).glob("*.key")):
-        public, _ = zmq.auth.load_certificate(str(path))
-        keys.append(public.decode("ascii"))
-    return tuple(keys)
 
 
 def validate_curve_options(curve: CurveOptions) -> None:

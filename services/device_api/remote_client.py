@@ -14,7 +14,7 @@ import zmq
 
 from .curve_auth import make_curve_client
 from .errors import DeviceApiError
-from .topics import topic_from_frame
+from .topics import topic_frame, topic_from_frame
 
 
 class CommandTimeout(DeviceApiError, TimeoutError):
@@ -51,7 +51,7 @@ class ZmqDeviceClient:
         self._context = zmq.Context()
         self._subscriber = self._socket(zmq.SUB)
         for topic in topics or (None,):
-            self._subscriber.setsockopt(zmq.SUBSCRIBE, b"" if topic is None else int(topic).to_bytes(4, "little"))
+            self._subscriber.setsockopt(zmq.SUBSCRIBE, b"" if topic is None else topic_frame(topic))
         self._subscriber.connect(f"tcp://{host}:{subscriber_port}")
         self._requester: Optional[zmq.Socket] = None
         self._request_lock = threading.Lock()

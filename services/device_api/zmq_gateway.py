@@ -25,6 +25,7 @@ from .command_reply import malformed_request_reply
 from .curve_auth import make_curve_server, start_authenticator, validate_curve_options
 from .errors import MalformedCommandRequest, TransportBindError
 from .options import RpcOptions
+from .topics import topic_frame
 from .transport import CommandSink, OutboundMessage
 from .wire_format import command_request_from_wire, encode_json, parse_json_object
 
@@ -187,7 +188,7 @@ class ZmqGateway:
     def _send_queued(self) -> None:
         while self._outbound:
             message = self._outbound.popleft()
-            frames = [message.topic.to_bytes(4, "little"), message.body]
+            frames = [topic_frame(message.topic), message.body]
             if self._options.sequence_frame:
                 frames.append(message.seq.to_bytes(8, "little"))
             self._publisher.send_multipart(frames, copy=False)

@@ -10,6 +10,7 @@ from .. import dispatch, serialisers
 from ..scope_resolution import resolve_scope
 from ..errors import MethodNotFound, ServiceUnavailable
 from ..provider import ProviderMethods
+from ..subscription import Subscription
 from .channel import ClientChannel
 from .events import ShmSubscription
 from .service_segment import ServiceSegment
@@ -129,7 +130,6 @@ class SHMClient(ProviderMethods):
         return self.description
 
     def subscribe(self, topics: Optional[Sequence[str]] = None):
-        from ..client import Subscription
         return Subscription(ShmSubscription(self.scope, self.service_name), topics)
 
     def release_thread_channel(self) -> None:

@@ -31,7 +31,7 @@ from ..naming import CONTROL_SERVICE_NAME
 from . import commands, reload_planner
 from . import service_pool as sp_mod
 from .command_queue import CommandQueue, ControlUnavailable
-from .config import Config
+from .config import Config, ServiceConfig
 from .control_service import ControlService, UnknownService
 from .pool_interface import ServiceState, SupervisedPool
 from .runtime import SUPERVISOR_LOG, BootError, SupervisorRuntime
@@ -137,7 +137,7 @@ class Arbiter:
         self._write_state()
         self._boot_queue = [s.name for s in self.config.services if s.enabled]
 
-    def make_pool(self, svc: Any) -> SupervisedPool:
+    def make_pool(self, svc: ServiceConfig) -> SupervisedPool:
         try:
             cls = svc.service_class()
         except Exception as exc:  # validated at load; a module may still fail the second time

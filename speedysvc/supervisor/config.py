@@ -15,8 +15,8 @@ import ipaddress
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field, fields, make_dataclass
-from typing import Any, Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any, Iterable, Optional
 
 from . import converters as c
 from .options import OPTIONS, SERVICE, SUPERVISOR, WEB_MONITOR, Option, options_for
@@ -56,46 +56,99 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
-class _ServiceMethods:
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Resolved values of one service section (every SERVICE option of the registry,
+    speedysvc.supervisor.options; test_config checks the two agree)."""
     name: str
     import_from: str
+    enabled: bool
+    port: Optional[int]
+    tcp_bind: Optional[c.BindAddress]
+    tcp_secret: c.Secret
+    tcp_max_frame_bytes: int
+    tcp_compression: str
+    tcp_header_timeout: float
+    tcp_idle_timeout: float
+    tcp_max_connections: int
+    tcp_max_connections_per_address: int
+    tcp_auth_failure_backoff: float
+    tcp_tls_cert: Optional[str]
+    tcp_tls_key: Optional[str]
+    tcp_tls_client_ca: Optional[str]
+    force_insecure_serialisation: bool
+    wait_until_completed: bool
+    min_proc_num: int
+    max_proc_num: int
+    scale_interval: float
+    scale_up_busy: float
+    scale_down_busy: float
+    scale_up_queue: float
+    scale_up_intervals: int
+    scale_down_intervals: int
+    scale_up_cooldown: float
+    scale_down_cooldown: float
+    scale_step_max: int
+    scale_up_max_cpu: float
+    max_proc_mem_bytes: int
+    restart_backoff_initial: float
+    restart_backoff_max: float
+    crash_loop_restarts: int
+    crash_loop_window: float
+    crash_loop_backoff: float
+    worker_hang_timeout: float
+    start_timeout: float
+    graceful_timeout: float
+    log_dir: str
+    log_level: str
+    log_max_bytes: int
+    log_backups: int
+    metrics_interval: float
+    metrics_retention: float
 
     def service_class(self) -> type:
         """Import and return the service class (the section's name from `import_from`)."""
-        return getattr(importlib.import_module(self.import_from), self.name)
+        cls: type = getattr(importlib.import_module(self.import_from), self.name)
+        return cls
 
     @property
     def tcp_address(self) -> str | None:
         """tcp://host:port when TCP is enabled; the port is None until the class is imported."""
-        bind = self.tcp_bind  # type: ignore[attr-defined]
-        if bind is None:
+        if self.tcp_bind is None:
             return None
-        return f"tcp://{c.BindAddress(bind.host, self.port)}"  # type: ignore[attr-defined]
+        return f"tcp://{c.BindAddress(self.tcp_bind.host, self.port)}"
 
 
-def _settings_class(name: str, section: str, base: type, extra: list[tuple[str, type]]) -> type:
-    # Fields come from the registry so that an option is declared in exactly one place.
-    specs = extra + [(o.name, Any) for o in options_for(section).values()]
-    cls = make_dataclass(name, specs, bases=(base,), frozen=True)
-    cls.__module__ = __name__  # so instances pickle (make_dataclass on 3.11 can't tell)
-    cls.__doc__ = f"Resolved values of every {section!r} option of speedysvc.supervisor.options."
-    return cls
+@dataclass(frozen=True)
+class WebMonitorConfig:
+    """Resolved values of [web monitor]."""
+    enabled: bool
+    host: str
+    port: int
+    password_hash: c.Secret
 
 
-ServiceConfig = _settings_class("ServiceConfig", SERVICE, _ServiceMethods, [("name", str)])
-WebMonitorConfig = _settings_class("WebMonitorConfig", WEB_MONITOR, object, [])
-SupervisorConfig = _settings_class("SupervisorConfig", SUPERVISOR, object, [])
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """Resolved values of [supervisor]."""
+    scope: str
+    runtime_dir: str
+    log_dir: str
+    log_level: str
+    python_path: tuple[str, ...]
+    control_port: int
+    client_sweep_interval: float
 
 
 @dataclass(frozen=True)
 class Config:
     path: str                        # absolute path of the .ini file
-    services: list                   # [ServiceConfig], in file order
-    web_monitor: Any                 # WebMonitorConfig
-    supervisor: Any                  # SupervisorConfig
+    services: list[ServiceConfig]    # in file order
+    web_monitor: WebMonitorConfig
+    supervisor: SupervisorConfig
     warnings: list = field(default_factory=list)  # [ConfigProblem] worth logging, not fatal
 
-    def service(self, name: str) -> Any:
+    def service(self, name: str) -> ServiceConfig:
         for s in self.services:
             if s.name == name:
                 return s

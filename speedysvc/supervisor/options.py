@@ -36,6 +36,7 @@ class Option:
     required: bool = False
     is_path: bool = False         # relative paths are taken relative to the .ini file
     default_help: str | None = None  # how the README shows a computed default
+    live: bool = False            # a reload applies it to running workers without restarting them
 
     @property
     def expected(self) -> str:
@@ -134,59 +135,59 @@ OPTIONS: tuple[Option, ...] = (
     _service("force_insecure_serialisation", c.boolean, "false",
              "Allow pickle and marshal methods to be called over TCP"),
     _service("wait_until_completed", c.boolean, "true",
-             "Wait until this service is ready before starting the next one"),
+             "Wait until this service is ready before starting the next one", live=True),
     # --- pool size and scaling
-    _service("min_proc_num", c.positive_int, "1", "Fewest worker processes"),
+    _service("min_proc_num", c.positive_int, "1", "Fewest worker processes", live=True),
     _service("max_proc_num", c.positive_int, _cpu_count, "Most worker processes",
-             default_help="CPU count"),
+             default_help="CPU count", live=True),
     _service("scale_interval", c.duration, "2s", "How often load is measured for scaling",
-             minimum=0.05),
+             minimum=0.05, live=True),
     _service("scale_up_busy", c.fraction, "0.75",
-             "Busy fraction of the workers above which workers are added"),
+             "Busy fraction of the workers above which workers are added", live=True),
     _service("scale_down_busy", c.fraction, "0.25",
-             "Busy fraction of the workers below which a worker is removed"),
+             "Busy fraction of the workers below which a worker is removed", live=True),
     _service("scale_up_queue", c.non_negative_float, "1",
-             "Queued calls per worker above which workers are added; 0 = ignore the queue"),
+             "Queued calls per worker above which workers are added; 0 = ignore the queue", live=True),
     _service("scale_up_intervals", c.positive_int, "2",
-             "Consecutive busy measurements needed before adding workers"),
+             "Consecutive busy measurements needed before adding workers", live=True),
     _service("scale_down_intervals", c.positive_int, "5",
-             "Consecutive idle measurements needed before removing a worker"),
-    _service("scale_up_cooldown", c.duration, "5s", "Least time between two scale-ups"),
+             "Consecutive idle measurements needed before removing a worker", live=True),
+    _service("scale_up_cooldown", c.duration, "5s", "Least time between two scale-ups", live=True),
     _service("scale_down_cooldown", c.duration, "60s",
-             "Least time after any scaling before a scale-down"),
-    _service("scale_step_max", c.positive_int, "2", "Most workers added in one scale-up"),
+             "Least time after any scaling before a scale-down", live=True),
+    _service("scale_step_max", c.positive_int, "2", "Most workers added in one scale-up", live=True),
     _service("scale_up_max_cpu", c.fraction, "0.95",
-             "Machine CPU fraction above which no workers are added (1 = no limit)"),
+             "Machine CPU fraction above which no workers are added (1 = no limit)", live=True),
     # --- keeping workers healthy
     _service("max_proc_mem_bytes", c.byte_size, "0",
-             "Memory (RSS) above which a worker is replaced gracefully; 0 = unlimited"),
+             "Memory (RSS) above which a worker is replaced gracefully; 0 = unlimited", live=True),
     _service("restart_backoff_initial", c.duration, "1s",
-             "Delay before restarting a crashed worker, doubled per crash", minimum=0.01),
-    _service("restart_backoff_max", c.duration, "60s", "Longest restart delay"),
+             "Delay before restarting a crashed worker, doubled per crash", minimum=0.01, live=True),
+    _service("restart_backoff_max", c.duration, "60s", "Longest restart delay", live=True),
     _service("crash_loop_restarts", c.positive_int, "5",
-             "Crashes within crash_loop_window that mark the service failed"),
+             "Crashes within crash_loop_window that mark the service failed", live=True),
     _service("crash_loop_window", c.duration, "60s", "Window for crash_loop_restarts",
-             minimum=1.0),
+             minimum=1.0, live=True),
     _service("crash_loop_backoff", c.duration, "5m",
-             "Time a service failed by a crash loop waits before it is started again; 0 = never"),
+             "Time a service failed by a crash loop waits before it is started again; 0 = never", live=True),
     _service("worker_hang_timeout", c.duration, "30s",
-             "Missed-heartbeat time after which a worker is killed; 0 = never"),
+             "Missed-heartbeat time after which a worker is killed; 0 = never", live=True),
     _service("start_timeout", c.duration, "30s", "Time a worker has to become ready",
-             minimum=0.1),
+             minimum=0.1, live=True),
     _service("graceful_timeout", c.duration, "10s",
-             "Time a stopping worker has to finish its calls before it is killed"),
+             "Time a stopping worker has to finish its calls before it is killed", live=True),
     # --- logs and metrics
     _service("log_dir", c.path, _default_log_dir,
              "Directory of the service's log files", is_path=True,
-             default_help="<tmp>/speedysvc_logs/<scope>"),
-    _service("log_level", c.log_level, "INFO", "Lowest level of log records kept"),
+             default_help="<tmp>/speedysvc_logs/<scope>", live=True),
+    _service("log_level", c.log_level, "INFO", "Lowest level of log records kept", live=True),
     _service("log_max_bytes", c.byte_size, "10MiB",
-             "Size at which a log file is rotated; 0 = never"),
-    _service("log_backups", c.non_negative_int, "5", "Rotated log files kept", maximum=1000),
+             "Size at which a log file is rotated; 0 = never", live=True),
+    _service("log_backups", c.non_negative_int, "5", "Rotated log files kept", maximum=1000, live=True),
     _service("metrics_interval", c.duration, "5s", "How often memory, CPU and calls are sampled",
-             minimum=0.1),
+             minimum=0.1, live=True),
     _service("metrics_retention", c.duration, "24h", "How long metric samples are kept",
-             minimum=60.0),
+             minimum=60.0, live=True),
 
     Option("enabled", WEB_MONITOR, c.boolean, "true", "Serve the web monitor"),
     Option("host", WEB_MONITOR, c.host, "127.0.0.1",
@@ -235,7 +236,8 @@ def markdown_table() -> str:
             default = "(required)"
         else:
             default = o.format(o.default_value()) or "(empty)"
-        help = o.help + (" (kept secret)" if o.secret else "")
+        help = o.help + (" (kept secret)" if o.secret else "") + (
+            " (a reload applies it without restarting workers)" if o.live else "")
         cells = [f"`{o.name}`", section, f"`{default}`", help]
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(rows)

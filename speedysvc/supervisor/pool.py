@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import IO, Callable, Optional
+from typing import IO, Optional
 
 from .. import naming
 from ..methods import ServerMethodsBase
@@ -53,7 +53,6 @@ class WorkerPool:
                  name: Optional[str] = None, allow_insecure: Optional[bool] = None,
                  env: Optional[dict] = None, stdout: "int | IO | None" = None,
                  stderr: "int | IO | None" = None,
-                 on_spawn: Optional[Callable[[WorkerProcess], None]] = None,
                  tcp: Optional[TCPSettings] = None):
         if not (isinstance(service_cls, type) and issubclass(service_cls, ServerMethodsBase)):
             raise TypeError(f"{service_cls!r} is not a ServerMethodsBase subclass")
@@ -67,7 +66,6 @@ class WorkerPool:
         self.allow_insecure = allow_insecure
         self.env = env
         self.stdout, self.stderr = stdout, stderr
-        self.on_spawn = on_spawn
         self.workers: list[WorkerProcess] = []
         self.tcp = tcp
         self.tcp_port: Optional[int] = None
@@ -206,8 +204,6 @@ class WorkerPool:
         self.segment.set_worker_word(slot, ss.W_PID, popen.pid)
         worker = WorkerProcess(worker_id, slot, popen)
         self.workers.append(worker)
-        if self.on_spawn:
-            self.on_spawn(worker)
         return worker
 
     def ready_count(self) -> int:

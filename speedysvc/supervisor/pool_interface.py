@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Optional
 
 from ..monitoring.collector import WorkerReading
+from .config import ServiceConfig
 
 
 class ServiceState(str, enum.Enum):
@@ -34,7 +35,7 @@ class SupervisedPool(ABC):
 
     name: str            # the service name (shared memory, logs, metrics)
     section: str         # its .ini section
-    config: Any          # its ServiceConfig
+    config: ServiceConfig
     status: ServiceState
 
     # -- what the arbiter asks -----------------------------------------------------------
@@ -93,11 +94,11 @@ class SupervisedPool(ABC):
         """One worker more or fewer, within min..max (SIGTTIN/SIGTTOU)."""
 
     @abstractmethod
-    def reconfigure(self, new_config: Any, changed: list[str]) -> str:
+    def reconfigure(self, new_config: ServiceConfig, changed: list[str]) -> str:
         """Apply a reloaded section: live options in place, the others by a restart."""
 
     @abstractmethod
-    def apply_settings(self, new_config: Any) -> None:
+    def apply_settings(self, new_config: ServiceConfig) -> None:
         """New settings for a service that is not running: they apply at its next start."""
 
     @abstractmethod

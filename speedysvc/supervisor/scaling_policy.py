@@ -14,9 +14,10 @@ Rules, in order:
 """
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,22 @@ class ScalingState:
     low_readings: int = 0
 
 
+class Hold(str, enum.Enum):
+    """Why a decision keeps the worker count although the load asks for a change."""
+    WAITING = "waiting"            # not enough consecutive readings yet
+    AT_MAX = "at_max"
+    AT_MIN = "at_min"
+    CPU = "cpu"                    # the machine is busy: more workers would not help
+    COOLDOWN = "cooldown"
+    WOULD_OVERLOAD = "would_overload"  # one worker fewer would be too busy
+
+
 @dataclass(frozen=True)
 class Decision:
     desired: int
     reason: str
-    state: ScalingState   # pass to the next call
+    state: ScalingState           # pass to the next call
+    hold: Optional[Hold] = None   # set when the load asked for a change that was not made
 
 
 def decide(m: Measurements, settings: ScalingSettings, state: ScalingState,
@@ -107,17 +119,18 @@ def decide(m: Measurements, settings: ScalingSettings, state: ScalingState,
 def _up(m: Measurements, s: ScalingSettings, state: ScalingState, now: float,
         load: str) -> Decision:
     n = m.workers
-    hold = None
+    hold: Optional[tuple[Hold, str]] = None
     if state.high_readings < s.up_intervals:
-        hold = f"waiting for {s.up_intervals}"
+        hold = Hold.WAITING, f"waiting for {s.up_intervals}"
     elif n >= s.max_workers:
-        hold = f"at max_proc_num {s.max_workers}"
+        hold = Hold.AT_MAX, f"at max_proc_num {s.max_workers}"
     elif m.cpu > s.max_cpu:
-        hold = f"machine CPU {m.cpu:.2f} > {s.max_cpu:.2f}, more workers would not help"
+        hold = Hold.CPU, f"machine CPU {m.cpu:.2f} > {s.max_cpu:.2f}, more workers would not help"
     elif now - state.last_scale_up < s.up_cooldown:
-        hold = f"scale-up cooldown, {s.up_cooldown - (now - state.last_scale_up):.1f}s left"
+        hold = Hold.COOLDOWN, (f"scale-up cooldown, {s.up_cooldown - (now - state.last_scale_up):.1f}s "
+                               f"left")
     if hold:
-        return Decision(n, f"{load}: holding at {n} ({hold})", state)
+        return Decision(n, f"{load}: holding at {n} ({hold[1]})", state, hold[0])
     # Calls in progress plus calls waiting is the concurrency the pool must carry; size the
     # pool so that carrying it keeps the busy fraction at or below scale_up_busy.
     demand = m.busy * n + m.queue_depth
@@ -131,16 +144,16 @@ def _down(m: Measurements, s: ScalingSettings, state: ScalingState, now: float,
           load: str) -> Decision:
     n = m.workers
     since_scaling = now - max(state.last_scale_up, state.last_scale_down)
-    hold = None
+    hold: Optional[tuple[Hold, str]] = None
     if state.low_readings < s.down_intervals:
-        hold = f"waiting for {s.down_intervals}"
+        hold = Hold.WAITING, f"waiting for {s.down_intervals}"
     elif n <= s.min_workers:
-        hold = f"at min_proc_num {s.min_workers}"
+        hold = Hold.AT_MIN, f"at min_proc_num {s.min_workers}"
     elif m.busy * n / (n - 1) > s.up_busy - 1e-9:  # margin: float error must not flip-flop
-        hold = f"{n - 1} workers would be busier than {s.up_busy:.2f}"
+        hold = Hold.WOULD_OVERLOAD, f"{n - 1} workers would be busier than {s.up_busy:.2f}"
     elif since_scaling < s.down_cooldown:
-        hold = f"scale-down cooldown, {s.down_cooldown - since_scaling:.1f}s left"
+        hold = Hold.COOLDOWN, f"scale-down cooldown, {s.down_cooldown - since_scaling:.1f}s left"
     if hold:
-        return Decision(n, f"{load}: holding at {n} ({hold})", state)
+        return Decision(n, f"{load}: holding at {n} ({hold[1]})", state, hold[0])
     return Decision(n - 1, f"{load}: {n} -> {n - 1}",
                     replace(state, last_scale_down=now, high_readings=0, low_readings=0))

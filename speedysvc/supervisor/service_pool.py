@@ -25,7 +25,9 @@ from typing import Any, Callable, Optional
 from ..exit_codes import WORKER_CANNOT_HEAL
 from ..shm import service_segment as ss
 from ..monitoring.collector import WorkerReading
-from . import scaling_policy
+from . import scaling_policy, worker_health
+from .config import ServiceConfig
+from .options import SERVICE, options_for
 from .pool_interface import ServiceState, SupervisedPool
 from .restart_policy import RestartPolicy
 from .system import System
@@ -35,15 +37,9 @@ STARTING, RUNNING, STOPPING, STOPPED, FAILED = (
     ServiceState.FAILED)
 HANG_DUMP_GRACE_S = 0.5  # time a hung worker gets to write its stacks before SIGKILL
 
-# Options a reload applies to a running service without touching its workers.
-LIVE_OPTIONS = frozenset({
-    "min_proc_num", "max_proc_num", "scale_interval", "scale_up_busy", "scale_down_busy",
-    "scale_up_queue", "scale_up_intervals", "scale_down_intervals", "scale_up_cooldown",
-    "scale_down_cooldown", "scale_step_max", "scale_up_max_cpu", "max_proc_mem_bytes",
-    "restart_backoff_initial", "restart_backoff_max", "crash_loop_restarts", "crash_loop_window",
-    "crash_loop_backoff",
-    "worker_hang_timeout", "start_timeout", "graceful_timeout", "log_level", "metrics_interval",
-    "metrics_retention", "wait_until_completed", "log_dir", "log_max_bytes", "log_backups"})
+# Options a reload applies to a running service without touching its workers (marked in the
+# option registry).
+LIVE_OPTIONS = frozenset(opt.name for opt in options_for(SERVICE).values() if opt.live)
 
 QUEUE_SAMPLES_PER_INTERVAL = 5
 POLL_WHILE_CHANGING_S = 0.05     # how soon to look again while workers start or stop
@@ -58,7 +54,7 @@ def default_pool_factory(service_cls: type, scope: str, name: str, import_path: 
                       allow_insecure=allow_insecure, env=env, tcp=tcp)
 
 
-def tcp_settings(config: Any) -> Any:
+def tcp_settings(config: ServiceConfig) -> Any:
     """The workers' TCP settings from a service's configuration (None: shared memory only)."""
     if config.tcp_bind is None:
         return None
@@ -77,7 +73,7 @@ def tcp_settings(config: Any) -> Any:
 class ServicePool(SupervisedPool):
     """A service run by worker processes on this machine (see the module docstring)."""
 
-    def __init__(self, config: Any, service_cls: type, scope: str, *, system: Optional[System] = None,
+    def __init__(self, config: ServiceConfig, service_cls: type, scope: str, *, system: Optional[System] = None,
                  logs: Any = None, pool_factory: Callable = default_pool_factory):
         self.config = config
         self.service_cls = service_cls
@@ -118,7 +114,7 @@ class ServicePool(SupervisedPool):
         self._next_queue_sample = 0.0
         self._queue_samples: list[int] = []
         self._next_mem_check = 0.0
-        self._last_hold_reason: Optional[str] = None
+        self._last_hold_reason: Optional[scaling_policy.Hold] = None
 
     # -- commands (main-loop thread) ---------------------------------------------------
     def start(self, keep_error: bool = False) -> str:
@@ -233,7 +229,7 @@ class ServicePool(SupervisedPool):
         self._reconcile(now)
         return True, f"{self.name} scaled from {before} to {n}"
 
-    def reconfigure(self, new_config: Any, changed: list[str]) -> str:
+    def reconfigure(self, new_config: ServiceConfig, changed: list[str]) -> str:
         """Apply a reloaded section: live options in place, others by restarting what uses them."""
         self.config = new_config
         self.restart_policy.update_settings(new_config)
@@ -267,7 +263,7 @@ class ServicePool(SupervisedPool):
             return message
         return self.scale(n, reason=reason)[1]
 
-    def apply_settings(self, new_config: Any) -> None:
+    def apply_settings(self, new_config: ServiceConfig) -> None:
         """New settings for a service that is not running: they apply at its next start."""
         self.config = new_config
         self.restart_policy.update_settings(new_config)
@@ -321,9 +317,7 @@ class ServicePool(SupervisedPool):
         if self.status == STOPPING:
             self._advance_stop(now)
             return
-        self._check_starting(now)
-        self._check_hung(now)
-        self._check_memory(now)
+        self._check_health(now)
         self._sample_queue(now)
         if self.status == RUNNING:
             self._scale(now)
@@ -428,53 +422,33 @@ class ServicePool(SupervisedPool):
             self.spawn_not_before = max(self.spawn_not_before, now + delay)
             self.log.warning("%s; restarting in %.3gs", detail, delay)
 
-    def _check_starting(self, now: float) -> None:
-        for w in self.pool.workers:
-            if w.stopping_since is None and w.alive() and self._state(w) == ss.STARTING:
-                if now - self.spawned_at.get(w.worker_id, now) > self.config.start_timeout:
-                    self._kill(w, f"did not become ready within start_timeout "
-                                  f"{self.config.start_timeout:g}s")
-
-    def _check_hung(self, now: float) -> None:
+    def _check_health(self, now: float) -> None:
+        """Judge every live worker (worker_health) and carry the verdicts out."""
         if self._kill_after:
             self._kill_dumped(now)
-        timeout = self.config.worker_hang_timeout
-        if not timeout:
-            return
+        settings = worker_health.HealthSettings.from_service(self.config)
+        measure_memory = bool(settings.max_proc_mem_bytes) and now >= self._next_mem_check
+        if measure_memory:
+            self._next_mem_check = now + min(1.0, self.config.metrics_interval)
         wall = self.system.time_ns()
-        limit = int(timeout * 1e9)
         seg = self.pool.segment
-        for w in self.pool.workers:
-            if w.worker_id in self.kill_reasons or not w.alive():
+        for w in list(self.pool.workers):
+            if w.worker_id in self.kill_reasons or w.worker_id in self.retiring or not w.alive():
                 continue
-            if w.stopping_since is not None and now - w.stopping_since > self.config.graceful_timeout:
-                self._kill(w, f"did not stop within graceful_timeout {self.config.graceful_timeout:g}s")
+            reading = worker_health.HealthReading(
+                state=self._state(w), spawned_at=self.spawned_at.get(w.worker_id, now),
+                stopping_since=w.stopping_since,
+                busy_since_ns=seg.worker_word(w.slot, ss.W_BUSY_SINCE_NS),
+                heartbeat_ns=seg.worker_word(w.slot, ss.W_HEARTBEAT_NS),
+                rss=self.system.rss(w.pid) if measure_memory and w.stopping_since is None else None)
+            verdict = worker_health.judge(reading, settings, now, wall)
+            if verdict is None:
                 continue
-            state = self._state(w)
-            if state == ss.BUSY:
-                since = seg.worker_word(w.slot, ss.W_BUSY_SINCE_NS)
-                if since and wall - since > limit:
-                    self._kill(w, f"hung: one call has run for {(wall - since) / 1e9:.1f}s "
-                                  f"(worker_hang_timeout {timeout:g}s)", dump_stacks=True)
-            elif state == ss.IDLE:
-                beat = seg.worker_word(w.slot, ss.W_HEARTBEAT_NS)
-                if beat and wall - beat > limit:
-                    self._kill(w, f"hung: no heartbeat for {(wall - beat) / 1e9:.1f}s "
-                                  f"(worker_hang_timeout {timeout:g}s)", dump_stacks=True)
-
-    def _check_memory(self, now: float) -> None:
-        limit = self.config.max_proc_mem_bytes
-        if not limit or now < self._next_mem_check:
-            return
-        self._next_mem_check = now + min(1.0, self.config.metrics_interval)
-        for w in self._active():
-            if not self._ready(w):
-                continue
-            rss = self.system.rss(w.pid)
-            if rss is not None and rss > limit:
+            if verdict.action == worker_health.KILL:
+                self._kill(w, verdict.reason, dump_stacks=verdict.dump_stacks)
+            else:
                 self.retiring.add(w.worker_id)
-                self.log.warning("worker %d (pid %d) uses %d MiB, over max_proc_mem_bytes %d MiB: "
-                                 "replacing it gracefully", w.worker_id, w.pid, rss >> 20, limit >> 20)
+                self.log.warning("worker %d (pid %d) %s", w.worker_id, w.pid, verdict.reason)
                 self.restarts += 1
 
     def _kill(self, w: Any, reason: str, dump_stacks: bool = False) -> None:
@@ -605,9 +579,9 @@ class ServicePool(SupervisedPool):
             return
         # Holding under load (at max, CPU-bound, cooling down) is worth an INFO line once per
         # reason; routine decisions (steady, idle at min, still counting) are DEBUG.
-        hold = decision.reason.rsplit("(", 1)[-1].split(",")[0].split(" ")[0]
-        pressing = decision.state.high_readings > 0 and not decision.reason.endswith(
-            f"(waiting for {self.config.scale_up_intervals})")
+        hold = decision.hold
+        pressing = (decision.state.high_readings > 0 and hold is not None
+                    and hold != scaling_policy.Hold.WAITING)
         level = logging.INFO if pressing and hold != self._last_hold_reason else logging.DEBUG
         self._last_hold_reason = hold if pressing else None
         self.log.log(level, "scaling %s: %s", self.name, decision.reason)

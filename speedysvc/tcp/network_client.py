@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ..client import Subscription
-
 from .. import dispatch, remote_errors, serialisers
 from ..errors import (AuthenticationError, CallTimeout, MethodNotFound, PayloadTooLarge, ProtocolError,
                       ServiceUnavailable, WorkerDied)
 from . import frames
 from ..provider import ProviderMethods
+from ..subscription import Subscription
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -249,7 +248,6 @@ class NetworkClient(ProviderMethods):
         return self.description
 
     def subscribe(self, topics: Optional[Sequence[str]] = None) -> Subscription:
-        from ..client import Subscription
         return Subscription(_TcpEventSource(self), topics)
 
     def close(self) -> None:

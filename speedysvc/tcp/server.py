@@ -289,10 +289,6 @@ class TCPServer:
         for t in list(self._threads):  # their calls end (or are abandoned) before we return
             t.join(2)
 
-    def connection_count(self) -> int:
-        with self._lock:
-            return sum(self._per_address.values())
-
     # -- one connection -------------------------------------------------------------------
     def _serve_connection(self, conn: _Connection, peer: Any) -> None:
         sock = conn.sock

@@ -685,3 +685,14 @@ def test_config_diff_names_added_removed_and_changed_services(tmp_path, mod):
     assert diff.changed_options == {"OtherServer": ["max_proc_num"]}
     assert diff.web_monitor_changed and not diff.supervisor_changed
     assert diff
+
+
+def test_the_typed_settings_classes_have_exactly_the_registry_options():
+    import dataclasses
+
+    from speedysvc.supervisor.config import ServiceConfig, SupervisorConfig, WebMonitorConfig
+    from speedysvc.supervisor.options import SERVICE, SUPERVISOR, WEB_MONITOR, options_for
+    for cls, section, extra in ((ServiceConfig, SERVICE, ["name"]), (WebMonitorConfig, WEB_MONITOR, []),
+                                (SupervisorConfig, SUPERVISOR, [])):
+        assert [f.name for f in dataclasses.fields(cls)] == extra + list(options_for(section)), \
+            f"{cls.__name__} and the [{section}] options of the registry disagree"

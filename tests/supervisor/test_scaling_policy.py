@@ -234,3 +234,16 @@ def test_constant_readings_never_oscillate(busy, queue, s, start):
         state, workers = d.state, d.desired
         counts.append(workers)
     assert _is_monotonic(counts), counts
+
+
+def test_a_held_decision_says_why_as_a_code_not_only_in_words():
+    from speedysvc.supervisor.scaling_policy import Hold
+    settings = ScalingSettings(min_workers=1, max_workers=2, up_busy=0.75, down_busy=0.25,
+                               up_queue=1.0, up_intervals=1, down_intervals=1, up_cooldown=0.0,
+                               down_cooldown=0.0, step_max=2, max_cpu=1.0)
+    busy = Measurements(workers=2, busy=1.0, queue_depth=0, cpu=0.1)
+    assert decide(busy, settings, ScalingState(), 100.0).hold == Hold.AT_MAX
+    idle = Measurements(workers=1, busy=0.0, queue_depth=0, cpu=0.1)
+    assert decide(idle, settings, ScalingState(), 100.0).hold == Hold.AT_MIN
+    steady = Measurements(workers=1, busy=0.5, queue_depth=0, cpu=0.1)
+    assert decide(steady, settings, ScalingState(), 100.0).hold is None

@@ -63,9 +63,11 @@ def live_server(fake_control: FakeControl) -> Iterator[MonitorServer]:
 
 @pytest.fixture(scope="session")
 def browser():
+    # the README's test command installs both; a missing browser fails the browser tests
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+        pytest.fail(f"{CHROMIUM} is not installed: apt-get install -y chromium (the README's "
+                    f"test command does it)")
+    from playwright import sync_api
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -3,14 +3,13 @@ speaks the control contract over real shared memory and TCP, and how its errors 
 from __future__ import annotations
 
 import pytest
-from monitor_support import csrf_from
+from monitor_control_service import FakeControlService
 from monitor_fakes import FakeControl
+from monitor_support import csrf_from
 
+import speedysvc
 from web_monitor import create_app
 from web_monitor.control import ControlCallError, LazyControl, classify, connect_control
-
-speedysvc = pytest.importorskip("speedysvc")
-from monitor_control_service import FakeControlService  # noqa: E402  (needs speedysvc)
 
 
 @pytest.fixture

@@ -20,9 +20,6 @@ from pathlib import Path
 import pytest
 from monitor_support import wait_until
 
-pytest.importorskip("speedysvc.supervisor.arbiter",
-                    reason="the supervisor (speedysvc.supervisor.arbiter) is not built yet")
-
 import speedysvc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
