@@ -306,4 +306,4 @@ def _instance_bytes(model_type: str, instance: Any) -> bytes:
             return exec_serialize(model_type, instance)
         raise UnknownModelType(
             f"cannot serialize the instance here: no serialize plugin for {model_type!r} in "
-            f"this process; import the plugin module first, or pass the serialized bytes")
+            f"this process; import the plugin module first, or pass the serialized bytes") from None

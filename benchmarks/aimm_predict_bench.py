@@ -14,6 +14,7 @@ The plugins are defined in this module, which the plugin workers import by name.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -101,7 +102,7 @@ def measure(calls: int = 1000, tcp: bool = False) -> list[dict]:
                 with AIMM(address) as aimm:
                     aimm.login("bench", "bench")
                     trivial = aimm.create_instance(TRIVIAL)
-                    samples = _time_calls(lambda: aimm.predict(trivial.instance_id, 1), calls)
+                    samples = _time_calls(functools.partial(aimm.predict, trivial.instance_id, 1), calls)
                     results.append({"transport": transport, "model": "trivial", "calls": calls,
                                     "samples": samples})
                     linear = aimm.create_instance(
@@ -109,7 +110,7 @@ def measure(calls: int = 1000, tcp: bool = False) -> list[dict]:
                     aimm.fit(linear.instance_id, numpy.arange(10.0), numpy.arange(10.0) * 2)
                     row = numpy.array([[3.0]])
                     n = max(100, calls // 5)
-                    samples = _time_calls(lambda: aimm.predict(linear.instance_id, row), n)
+                    samples = _time_calls(functools.partial(aimm.predict, linear.instance_id, row), n)
                     results.append({"transport": transport,
                                     "model": "LinearRegression (instance changes, SQLite write)",
                                     "calls": n, "samples": samples})

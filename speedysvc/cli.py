@@ -26,9 +26,12 @@ import json
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from .exit_codes import EXIT_BOOT_FAILURE, EXIT_CONFIG, EXIT_OK  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from .methods import ServerMethodsBase
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -47,7 +50,7 @@ class CliError(Exception):
 
 
 # -- finding and calling the supervisor ---------------------------------------------------------
-def _targets(args: argparse.Namespace) -> list[dict]:
+def _targets(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Live supervisors matching -c/--scope (or all in the runtime dir); raises when none."""
     from .supervisor import state_file
     runtime_dir, scope = state_file.default_runtime_dir(), args.scope
@@ -66,7 +69,7 @@ def _targets(args: argparse.Namespace) -> list[dict]:
     return live
 
 
-def _one_target(args: argparse.Namespace) -> dict:
+def _one_target(args: argparse.Namespace) -> dict[str, Any]:
     live = _targets(args)
     if len(live) > 1:
         names = "; ".join(f"scope {s['scope']} ({s.get('ini')})" for s in live)
@@ -75,7 +78,7 @@ def _one_target(args: argparse.Namespace) -> dict:
     return live[0]
 
 
-def _connect(state: dict) -> Any:
+def _connect(state: dict[str, Any]) -> Any:
     from . import connect
     from .supervisor.control_service import CONTROL_SERVICE_NAME
     addresses = [a for a in (state.get("control_address"), state.get("control_tcp_address")) if a]
@@ -140,7 +143,7 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:.1f}MiB" if n else "-"
 
 
-def format_status(status: dict) -> str:
+def format_status(status: dict[str, Any]) -> str:
     sup = status["supervisor"]
     head = (f"supervisor pid {sup['pid']}, scope {sup['scope']}, {sup['ini']}, up "
             f"{_duration(time.time() - sup['started_at'])}")
@@ -163,7 +166,7 @@ def format_status(status: dict) -> str:
             if s.get("last_traceback") and s["status"] != "running":
                 notes.extend("    " + line for line in s["last_traceback"].splitlines())
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines + notes)
 
 
@@ -206,7 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # -- start, stop, restart, scale, reload --------------------------------------------------------
-def _wait_for(client: Any, name: str, wanted: tuple[str, ...], timeout: float) -> dict:
+def _wait_for(client: Any, name: str, wanted: tuple[str, ...], timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         status = _call(client, "status")
@@ -246,12 +249,12 @@ def cmd_action(args: argparse.Namespace) -> int:
     return code
 
 
-def _wait_restarted(client: Any, name: str, timeout: float) -> dict:
+def _wait_restarted(client: Any, name: str, timeout: float) -> dict[str, Any]:
     """A rolling restart is done when no worker is retiring or stopping."""
     deadline = time.monotonic() + timeout
     while True:
         status = _call(client, "status")
-        svc = next((s for s in status["services"] if name in (s["name"], s.get("section"))), {})
+        svc: dict[str, Any] = next((s for s in status["services"] if name in (s["name"], s.get("section"))), {})
         busy = [w for w in svc.get("workers", []) if w["state"] in ("retiring", "stopping", "starting")]
         if not busy or svc.get("status") != "running" or time.monotonic() > deadline:
             return svc
@@ -276,13 +279,13 @@ def cmd_generic(args: argparse.Namespace) -> int:
 
 
 # -- logs ---------------------------------------------------------------------------------------
-def format_entry(e: dict) -> str:
+def format_entry(e: dict[str, Any]) -> str:
     ts = datetime.datetime.fromtimestamp(e["ts"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     who = f"w{e['worker_id']} pid {e['pid']}" if e.get("worker_id") is not None else f"pid {e['pid']}"
     return f"{ts} {e['level']:<8} [{who} {e['stream']}] {e['message']}"
 
 
-def _show_entries(entries: list, as_json: bool) -> None:
+def _show_entries(entries: list[Any], as_json: bool) -> None:
     for e in entries:
         print(json.dumps(e) if as_json else format_entry(e), flush=True)
 
@@ -332,7 +335,8 @@ def _logs_from_files(args: argparse.Namespace) -> int:
     places = {SUPERVISOR_LOG: (cfg.supervisor.log_dir, SUPERVISOR_LOG)}
     for svc in cfg.services:
         try:
-            name = svc.service_class().service_name()
+            # (a ServerMethodsBase subclass, validated at load; service_class() is typed `type`)
+            name = cast("type[ServerMethodsBase]", svc.service_class()).service_name()
         except Exception:  # noqa: BLE001 - an unimportable class still has its section's logs
             name = svc.name
         places[name] = places[svc.name] = (svc.log_dir, name)
@@ -431,7 +435,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except CliError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.code

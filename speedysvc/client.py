@@ -1,11 +1,14 @@
 """The client side: ClientMethodsBase, connect() and the method proxies of its clients."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union, cast
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from .errors import AmbiguousService, MethodNotFound, ServiceUnavailable
 from .provider import ProviderMethods, send_arguments, split_send_options
-from .subscription import Event, Subscription  # noqa: F401 - part of this module's API
+from .subscription import Event as Event, Subscription as Subscription  # part of this module's API
 
 
 def _as_provider(client_provider: Any) -> Any:
@@ -27,22 +30,22 @@ class ClientMethodsBase:
     def __init__(self, client_provider: Any):
         self.client_provider = _as_provider(client_provider)
 
-    def send(self, method: Union[Callable, str], args: Any = (), kwargs: Optional[dict] = None,
-             timeout: Optional[float] = None) -> Any:
+    def send(self, method: Union[Callable[..., Any], str], args: Any = (),
+             kwargs: Optional[dict[str, Any]] = None, timeout: Optional[float] = None) -> Any:
         kwargs, timeout = split_send_options(kwargs, timeout)
         name, args = send_arguments(method, args)
         return self.client_provider.call(name, args, kwargs, timeout=timeout)
 
     def subscribe(self, topics: Optional[Sequence[str]] = None) -> "Subscription":
-        return self.client_provider.subscribe(topics)
+        return cast("Subscription", self.client_provider.subscribe(topics))
 
     def close(self) -> None:
         self.client_provider.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -54,14 +57,14 @@ class MethodProxy:
         self._name = name
         self._timeout = timeout
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._provider.call(self._name, args, kwargs, timeout=self._timeout)
 
     def with_timeout(self, seconds: Optional[float]) -> "MethodProxy":
         """The same method with a per-call timeout: client.fit.with_timeout(600)(x)."""
         return MethodProxy(self._provider, self._name, seconds)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<remote method {self._name} of {self._provider.service_name!r}>"
 
 
@@ -88,38 +91,38 @@ class ServiceClient(ProviderMethods):
         raise MethodNotFound(f"service {self._provider.service_name!r} has no method {name!r}; "
                              f"it has: {', '.join(sorted(self.methods)) or 'none'}")
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self.methods))
 
     @property
     def service_name(self) -> str:
-        return self._provider.service_name
+        return str(self._provider.service_name)
 
-    def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
+    def call(self, method: str, args: Sequence[Any] = (), kwargs: Optional[dict[str, Any]] = None,
              timeout: Optional[float] = None) -> Any:
         """The provider interface: call `method` by name with an argument list."""
         return self._provider.call(method, args, kwargs, timeout=timeout)
 
-    def describe(self) -> dict:
-        return self._provider.describe()
+    def describe(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self._provider.describe())
 
     def subscribe(self, topics: Optional[Sequence[str]] = None) -> "Subscription":
-        return self._provider.subscribe(topics)
+        return cast("Subscription", self._provider.subscribe(topics))
 
     def close(self) -> None:
         self._provider.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{self._provider.transport} client of {self._provider.service_name!r}>"
 
 
-def _parse_address(address: str) -> tuple[str, dict]:
+def _parse_address(address: str) -> tuple[str, dict[str, Any]]:
     if address.startswith("shm://"):
         scope = address[len("shm://"):].strip("/")
         return "shm", {"scope": scope or None}
@@ -136,7 +139,7 @@ def _parse_address(address: str) -> tuple[str, dict]:
                      f"or 'tcps://host[:port]' (TLS)")
 
 
-def make_provider(service: Any, address: str, **options) -> Any:
+def make_provider(service: Any, address: str, **options: Any) -> Any:
     kind, params = _parse_address(address)
     if kind == "shm":
         from .shm.shm_client import SHMClient
@@ -149,7 +152,7 @@ def make_provider(service: Any, address: str, **options) -> Any:
     return NetworkClient(service, host=params["host"], port=params["port"], **tcp_opts)
 
 
-def connect(service: Any, address: Union[str, Sequence[str]] = "shm://", **options) -> ServiceClient:
+def connect(service: Any, address: Union[str, Sequence[str]] = "shm://", **options: Any) -> ServiceClient:
     """Connect to a service by class or by name. `address` may be a list, tried in order.
 
     Options: scope (shm), timeout (default per call), connect_timeout, secret and compression

@@ -29,12 +29,12 @@ DESCRIBE = "__describe__"
 PING = "__ping__"
 
 
-def encode_request(method: str, encoder_code: int, payload_parts: list, flags: int = 0) -> list:
+def encode_request(method: str, encoder_code: int, payload_parts: list[Any], flags: int = 0) -> list[Any]:
     name = method.encode("utf-8")
     return [REQUEST_HEADER.pack(encoder_code, flags, len(name)), name, *payload_parts]
 
 
-def parse_request(buf: memoryview, names: Optional[dict] = None) -> tuple[int, int, str, memoryview]:
+def parse_request(buf: memoryview, names: Optional[dict[bytes, str]] = None) -> tuple[int, int, str, memoryview]:
     """`names` caches method-name bytes -> str (the worker's hot path)."""
     if len(buf) < REQUEST_HEADER.size:
         raise errors.ProtocolError("request shorter than its header")
@@ -75,7 +75,7 @@ class Dispatcher:
         self.description = cls.describe()
         self.names = {name.encode("utf-8"): name for name in self.specs}
         # per method: [calls, errors, latency histogram {bucket: count}]
-        self.stats: dict[str, list] = {name: [0, 0, {}] for name in self.specs}
+        self.stats: dict[str, list[Any]] = {name: [0, 0, {}] for name in self.specs}
         # name bytes -> (encoder code, bound method, serialiser, refused over network?, stats,
         #                copy arrays?)
         self.fast = {name.encode("utf-8"): (spec.serialiser.code, self.bound[name], spec.serialiser,
@@ -85,7 +85,7 @@ class Dispatcher:
         self.calls = 0
         self.errors = 0
 
-    def handle(self, request: memoryview) -> list:
+    def handle(self, request: memoryview) -> list[Any]:
         """Run one request; always returns reply parts (errors become an ERROR reply)."""
         start = perf_counter_ns()
         stats = None
@@ -127,7 +127,7 @@ class Dispatcher:
                 stats[2][b] = stats[2].get(b, 0) + 1
             return self._error_reply(exc)
 
-    def _invoke(self, code: int, flags: int, name: str, payload: memoryview) -> list:
+    def _invoke(self, code: int, flags: int, name: str, payload: memoryview) -> list[Any]:
         spec = self.specs.get(name)
         if spec is None:
             if name == DESCRIBE:
@@ -150,12 +150,12 @@ class Dispatcher:
         return [OK_HEADER, *serialiser.encode_result(result)]
 
     @staticmethod
-    def _error_reply(exc: BaseException) -> list:
+    def _error_reply(exc: BaseException) -> list[Any]:
         try:
             body = serialisers.CONTROL.encode(remote_errors.exception_to_dict(exc))
         except Exception:  # an exception whose str() fails must still produce a reply
             body = serialisers.CONTROL.encode(remote_errors.error_dict(type(exc), repr(type(exc))))
         return [REPLY_HEADER.pack(STATUS_ERROR), *body]
 
-    def export_stats(self) -> dict:
+    def export_stats(self) -> dict[str, Any]:
         return {name: st for name, st in self.stats.items() if st[0]}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from . import serialisers
 
@@ -31,12 +31,13 @@ class MethodSpec:
     def serialiser(self) -> serialisers.Serialiser:
         return serialisers.SERIALISERS[self.encoder]
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         params = []
         for p in list(self.signature.parameters.values())[1:]:  # drop self
             params.append({"name": p.name, "kind": p.kind.name,
                            "default": None if p.default is p.empty else repr(p.default),
-                           "required": p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)})
+                           "required": p.default is p.empty
+                           and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)})
         return {"encoder": self.encoder, "params": params, "doc": self.doc}
 
 
@@ -44,13 +45,13 @@ def method_spec(fn: Any) -> Optional[MethodSpec]:
     return getattr(fn, _SPEC_ATTR, None)
 
 
-def _make_decorator(encoder: str) -> Callable:
-    def decorator(fn: Optional[Callable] = None, *, zero_copy: bool = False):
-        def wrap(f: Callable) -> Callable:
+def _make_decorator(encoder: str) -> Callable[..., Any]:
+    def decorator(fn: Optional[Callable[..., Any]] = None, *, zero_copy: bool = False) -> Callable[..., Any]:
+        def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
             spec = MethodSpec(f.__name__, encoder, inspect.signature(f), zero_copy,
                               inspect.getdoc(f) or "")
             setattr(f, _SPEC_ATTR, spec)
-            f.as_rpc = lambda: _rpc_stub(f, spec)
+            f.as_rpc = lambda: _rpc_stub(f, spec)  # type: ignore[attr-defined]  # a function takes attributes
             return f
         return wrap(fn) if fn is not None else wrap
     decorator.__name__ = f"{encoder}_method"
@@ -65,17 +66,17 @@ pickle_method = _make_decorator("pickle")
 marshal_method = _make_decorator("marshal")
 
 
-def _rpc_stub(fn: Callable, spec: MethodSpec) -> Callable:
+def _rpc_stub(fn: Callable[..., Any], spec: MethodSpec) -> Callable[..., Any]:
     """A function for a ClientMethodsBase subclass body: checks arguments locally, then sends."""
     client_sig = spec.signature
 
-    def stub(self, *args, **kwargs):
+    def stub(self: Any, *args: Any, **kwargs: Any) -> Any:
         client_sig.bind(self, *args, **kwargs)  # TypeError here, not a round trip later
         return self.send(fn, args, kwargs)
 
     stub.__name__ = spec.name
     stub.__doc__ = spec.doc
-    stub.__signature__ = client_sig
+    stub.__signature__ = client_sig  # type: ignore[attr-defined]  # what inspect.signature() reads
     return stub
 
 
@@ -106,7 +107,8 @@ class ServerMethodsBase:
         publisher = getattr(self, "_speedysvc_publisher", None)
         if publisher is None:
             raise RuntimeError("publish() is only available while the service is being served")
-        return publisher.publish(str(topic), payload)
+        seq: int = publisher.publish(str(topic), payload)
+        return seq
 
     def on_start(self) -> None:
         """Called in each worker after the instance is created, before the first call."""
@@ -129,14 +131,15 @@ class ServerMethodsBase:
         return found
 
     @classmethod
-    def describe(cls) -> dict:
+    def describe(cls) -> dict[str, Any]:
         return {"name": cls.service_name(), "port": cls.port,
                 "allow_insecure_serialisation": bool(cls.allow_insecure_serialisation),
                 "methods": {name: spec.describe() for name, spec in cls.methods().items()}}
 
 
-def create_instance(service_cls: type) -> ServerMethodsBase:
+def create_instance(service_cls: type[ServerMethodsBase]) -> ServerMethodsBase:
     """Instantiate a service class, passing a logger for classes written for the old signature."""
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(service_cls.__init__).parameters
     except (TypeError, ValueError):

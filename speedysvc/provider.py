@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Union
 from .methods import method_spec
 
 
-def send_arguments(method: Union[Callable, str], args: Any) -> tuple[str, Any]:
+def send_arguments(method: Union[Callable[..., Any], str], args: Any) -> tuple[str, Any]:
     """The method name and argument list of a published-API send(cmd, args)."""
     spec = method_spec(method)
     name = spec.name if spec is not None else str(method)
@@ -24,7 +24,7 @@ def send_arguments(method: Union[Callable, str], args: Any) -> tuple[str, Any]:
     return name, args
 
 
-def split_send_options(kwargs: Any, timeout: Optional[float]) -> tuple[Optional[dict], Optional[float]]:
+def split_send_options(kwargs: Any, timeout: Optional[float]) -> tuple[Optional[dict[str, Any]], Optional[float]]:
     # The published API is send(cmd, args, timeout): a number in third place is the timeout.
     if isinstance(kwargs, (int, float)) and not isinstance(kwargs, bool):
         if timeout is not None:
@@ -41,7 +41,7 @@ class ProviderMethods:
     all do, so a wrapper such as ClientMethodsBase never needs to know which it got.
     """
 
-    def send(self, method: Union[Callable, str], args: Any = (), kwargs: Optional[dict] = None,
+    def send(self, method: Union[Callable[..., Any], str], args: Any = (), kwargs: Optional[dict[str, Any]] = None,
              timeout: Optional[float] = None) -> Any:
         """Call `method` (Service.method or its name) with `args` (a list; a raw method's bytes
         may be given directly). send(cmd, args, 5.0) is the published form with a timeout."""

@@ -13,8 +13,9 @@ from typing import Any
 from . import errors
 
 
-def exception_to_dict(exc: BaseException) -> dict:
+def exception_to_dict(exc: BaseException) -> dict[str, Any]:
     cls = type(exc)
+    args: list[Any] | None
     try:
         args = [a for a in exc.args if isinstance(a, (str, int, float, bool, type(None)))]
         if len(args) != len(exc.args):
@@ -26,19 +27,19 @@ def exception_to_dict(exc: BaseException) -> dict:
             "traceback": "".join(traceback.format_exception(cls, exc, exc.__traceback__))}
 
 
-def error_dict(cls: type, message: str) -> dict:
+def error_dict(cls: type, message: str) -> dict[str, Any]:
     """A transport-level error (unknown method, refused encoder...) in the same shape."""
     return {"type": cls.__qualname__, "module": cls.__module__, "message": message,
             "args": [message], "traceback": ""}
 
 
-def dict_to_exception(info: dict) -> BaseException:
+def dict_to_exception(info: dict[str, Any]) -> BaseException:
     type_name = str(info.get("type", "Exception"))
     module_name = str(info.get("module", "builtins"))
     message = str(info.get("message", ""))
     tb = str(info.get("traceback", ""))
     cls = _find_class(module_name, type_name)
-    exc: Any = None
+    exc: BaseException | None = None
     if cls is not None:
         args = info.get("args")
         try:
@@ -51,7 +52,7 @@ def dict_to_exception(info: dict) -> BaseException:
     if exc is None:
         exc = errors.RemoteError(f"{module_name}.{type_name}", message, tb)
     try:
-        exc.remote_traceback = tb
+        exc.remote_traceback = tb  # type: ignore[attr-defined]  # any exception; AttributeError is caught
         if tb and hasattr(exc, "add_note"):  # shown when the client's traceback is printed
             exc.add_note("Remote traceback (most recent call last):\n" + tb.rstrip())
     except AttributeError:
@@ -59,7 +60,7 @@ def dict_to_exception(info: dict) -> BaseException:
     return exc
 
 
-def _find_class(module_name: str, qualname: str):
+def _find_class(module_name: str, qualname: str) -> type[Exception] | None:
     module = sys.modules.get(module_name)
     if module is None:
         return None

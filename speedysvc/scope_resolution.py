@@ -15,7 +15,7 @@ runtime directory (`elsewhere/<scope>.path`), so it is found too.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Optional
 
 from . import naming
 from .errors import AmbiguousService
@@ -28,7 +28,7 @@ def explicit_scope() -> Optional[str]:
     return os.environ.get("SPEEDYSVC_SCOPE") or None
 
 
-def supervisors_serving(service_name: str) -> list[dict]:
+def supervisors_serving(service_name: str) -> list[dict[str, Any]]:
     """State of every live supervisor of this user that serves `service_name`."""
     from .supervisor import state_file  # the supervisor package imports the client side
     live, _stale = state_file.find_all()

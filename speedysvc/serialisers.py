@@ -21,11 +21,11 @@ import msgpack
 try:  # numpy is a core dependency, but keep the encoders importable without it
     import numpy as np
 except ImportError:  # pragma: no cover
-    np = None
+    np = None  # type: ignore[assignment]  # every use checks for None first
 
 from .errors import EncodingError
 
-Parts = list  # list of bytes-like objects written back to back
+Parts = list[Any]  # bytes-like objects written back to back
 
 # numpy arrays at least this large travel out of band (after the msgpack body) so they are
 # copied straight from the array into the transport buffer.
@@ -48,16 +48,17 @@ class Serialiser:
     code: int = 0
     insecure: bool = False
 
-    def encode_call(self, args: Sequence[Any], kwargs: dict) -> Parts:
+    def encode_call(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Parts:
         return self.encode([list(args), kwargs])
 
-    def decode_call(self, buf: memoryview, copy: bool = True) -> tuple[list, dict]:
+    def decode_call(self, buf: memoryview, copy: bool = True) -> tuple[list[Any], dict[str, Any]]:
         obj = self.decode(buf, copy)
         try:
             args, kwargs = obj
             return list(args), dict(kwargs)
         except (TypeError, ValueError):
-            raise EncodingError(f"{self.name} call payload must be [args, kwargs], got {type(obj).__name__}")
+            raise EncodingError(
+                f"{self.name} call payload must be [args, kwargs], got {type(obj).__name__}") from None
 
     def encode_result(self, obj: Any) -> Parts:
         return self.encode(obj)
@@ -75,33 +76,33 @@ class Serialiser:
 class RawSerialiser(Serialiser):
     name, code = "raw", 1
 
-    def encode_call(self, args, kwargs):
+    def encode_call(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Parts:
         if kwargs or len(args) != 1:
             raise EncodingError("a raw method takes exactly one bytes argument and no keyword arguments")
         return self.encode(args[0])
 
-    def decode_call(self, buf, copy=True):
+    def decode_call(self, buf: memoryview, copy: bool = True) -> tuple[list[Any], dict[str, Any]]:
         return [bytes(buf)], {}
 
-    def encode(self, obj):
+    def encode(self, obj: Any) -> Parts:
         if not isinstance(obj, (bytes, bytearray, memoryview)):
             raise EncodingError(f"a raw method sends and returns bytes, not {type(obj).__name__}")
         return [obj]
 
-    def decode(self, buf, copy=True):
+    def decode(self, buf: memoryview, copy: bool = True) -> Any:
         return bytes(buf)
 
 
 class JSONSerialiser(Serialiser):
     name, code = "json", 2
 
-    def encode(self, obj):
+    def encode(self, obj: Any) -> Parts:
         try:
             return [json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")]
         except (TypeError, ValueError) as exc:
             raise EncodingError(f"cannot encode as JSON: {exc}") from None
 
-    def decode(self, buf, copy=True):
+    def decode(self, buf: memoryview, copy: bool = True) -> Any:
         try:
             return json.loads(bytes(buf))
         except ValueError as exc:
@@ -118,10 +119,10 @@ class MsgpackSerialiser(Serialiser):
 
     name, code = "msgpack", 3
 
-    def encode(self, obj):
-        buffers: list = []
+    def encode(self, obj: Any) -> Parts:
+        buffers: list[Any] = []
 
-        def default(value):
+        def default(value: Any) -> Any:
             if np is not None and isinstance(value, np.ndarray):
                 return _encode_ndarray(value, buffers)
             if np is not None and isinstance(value, np.generic):
@@ -150,7 +151,7 @@ class MsgpackSerialiser(Serialiser):
             offset += buf.nbytes
         return parts
 
-    def decode(self, buf, copy=True):
+    def decode(self, buf: memoryview, copy: bool = True) -> Any:
         buf = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
         if len(buf) < _OOB_HEADER.size:
             raise EncodingError("undecodable msgpack payload: shorter than its header")
@@ -158,7 +159,7 @@ class MsgpackSerialiser(Serialiser):
         offset = _OOB_HEADER.size + body_len
         if offset > len(buf):
             raise EncodingError("undecodable msgpack payload: truncated")
-        buffers = []
+        buffers: list[memoryview] = []
         for _ in range(n_buffers):
             offset = _align(offset)
             if offset + _OOB_LEN.size > len(buf):
@@ -170,7 +171,7 @@ class MsgpackSerialiser(Serialiser):
             buffers.append(buf[offset:offset + n])
             offset += n
 
-        def ext_hook(code, data):
+        def ext_hook(code: int, data: bytes) -> Any:
             return _decode_ndarray(code, data, buffers, copy)
 
         try:
@@ -180,7 +181,7 @@ class MsgpackSerialiser(Serialiser):
             raise EncodingError(f"undecodable msgpack payload: {exc}") from None
 
 
-def _encode_ndarray(arr, buffers: list):
+def _encode_ndarray(arr: Any, buffers: list[Any]) -> Any:
     if arr.dtype.hasobject:
         raise TypeError("numpy arrays of dtype object cannot be sent with msgpack; use pickle")
     if not arr.flags.c_contiguous:  # (np.ascontiguousarray would turn a 0-d array into 1-d)
@@ -193,7 +194,7 @@ def _encode_ndarray(arr, buffers: list):
     return msgpack.ExtType(_EXT_NDARRAY_INLINE, msgpack.packb(meta, use_bin_type=True))
 
 
-def _decode_ndarray(code: int, data: bytes, buffers: list, copy: bool):
+def _decode_ndarray(code: int, data: bytes, buffers: list[Any], copy: bool) -> Any:
     if code == _EXT_NDARRAY_INLINE:
         dtype, shape, raw = msgpack.unpackb(data, raw=False)
         return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
@@ -207,13 +208,13 @@ def _decode_ndarray(code: int, data: bytes, buffers: list, copy: bool):
 class PickleSerialiser(Serialiser):
     name, code, insecure = "pickle", 4, True
 
-    def encode(self, obj):
+    def encode(self, obj: Any) -> Parts:
         try:
             return [pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)]
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise EncodingError(f"cannot pickle: {exc}") from None
 
-    def decode(self, buf, copy=True):
+    def decode(self, buf: memoryview, copy: bool = True) -> Any:
         try:
             return pickle.loads(buf)
         except Exception as exc:  # unpickling can raise nearly anything
@@ -223,13 +224,13 @@ class PickleSerialiser(Serialiser):
 class MarshalSerialiser(Serialiser):
     name, code, insecure = "marshal", 5, True
 
-    def encode(self, obj):
+    def encode(self, obj: Any) -> Parts:
         try:
             return [marshal.dumps(obj)]
         except ValueError as exc:
             raise EncodingError(f"cannot marshal: {exc}") from None
 
-    def decode(self, buf, copy=True):
+    def decode(self, buf: memoryview, copy: bool = True) -> Any:
         try:
             return marshal.loads(bytes(buf))
         except (ValueError, EOFError, TypeError) as exc:
@@ -256,7 +257,7 @@ def join_parts(parts: Parts) -> bytes:
 
 
 def get(name_or_code: "str | int") -> Serialiser:
-    table: dict = BY_CODE if isinstance(name_or_code, int) else SERIALISERS
+    table: dict[Any, Serialiser] = BY_CODE if isinstance(name_or_code, int) else SERIALISERS
     try:
         return table[name_or_code]
     except KeyError:

@@ -5,7 +5,10 @@ import queue
 import threading
 import time
 from collections import namedtuple
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from . import serialisers
 
@@ -70,8 +73,8 @@ class Subscription:
         with self._lock:  # waits for a poll in progress to return before freeing its objects
             self._source.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -59,6 +59,17 @@ class Echo(ServerMethodsBase):
         return seconds
 
     @msgpack_method
+    def block_until(self, path, limit):
+        """Return once `path` exists (True) or after `limit` seconds (False): a call that
+        cannot finish before the test says so."""
+        deadline = time.monotonic() + limit
+        while not os.path.exists(path):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    @msgpack_method
     def die(self):
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -12,7 +12,8 @@ EXTENSION_KEY = "speedysvc_control"
 
 
 def control() -> Control:
-    return current_app.extensions[EXTENSION_KEY]
+    client: Control = current_app.extensions[EXTENSION_KEY]
+    return client
 
 
 def call(what: str, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -77,8 +77,9 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
     if exc.code == 404:
         message = f"There is no page at {request.path}. Start from the overview."
     response = make_response(_error_response(exc.code or 500, exc.name, message))
-    if getattr(exc, "valid_methods", None):  # 405 must say which methods are allowed
-        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    valid_methods = getattr(exc, "valid_methods", None)
+    if valid_methods:  # 405 must say which methods are allowed
+        response.headers["Allow"] = ", ".join(valid_methods)
     return response
 
 

@@ -9,8 +9,9 @@ from collections import deque
 from typing import Callable
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, Flask, Response, current_app, jsonify, redirect, render_template,
+from flask import (Blueprint, Flask, current_app, jsonify, redirect, render_template,
                    request, session, url_for)
+from flask.typing import ResponseReturnValue
 from werkzeug.security import check_password_hash
 
 from .csrf import rotate_token
@@ -66,21 +67,23 @@ class LoginThrottle:
 
 
 def _password_hash() -> str | None:
-    return current_app.config["MONITOR_PASSWORD_HASH"]
+    password_hash: str | None = current_app.config["MONITOR_PASSWORD_HASH"]
+    return password_hash
 
 
 def _throttle() -> LoginThrottle:
-    return current_app.extensions["speedysvc_login_throttle"]
+    throttle: LoginThrottle = current_app.extensions["speedysvc_login_throttle"]
+    return throttle
 
 
-def _basic_auth_ok() -> bool:
+def _basic_auth_ok(password_hash: str) -> bool:
     auth = request.authorization
     if auth is None or auth.type != "basic" or not auth.password:
         return False
     address = request.remote_addr or "?"
     if _throttle().retry_after(address):
         return False
-    if check_password_hash(_password_hash(), auth.password):
+    if check_password_hash(password_hash, auth.password):
         _throttle().succeeded(address)
         return True
     _throttle().failed(address)
@@ -99,13 +102,14 @@ def safe_next(target: str | None, default: str | None = None) -> str:
     return target
 
 
-def _require_login() -> Response | None:
-    if _password_hash() is None or session.get(SESSION_KEY):
+def _require_login() -> ResponseReturnValue | None:
+    password_hash = _password_hash()
+    if password_hash is None or session.get(SESSION_KEY):
         return None
     if request.endpoint in _PUBLIC_ENDPOINTS:
         return None
     if request.path.startswith(_MACHINE_PREFIXES):
-        if _basic_auth_ok():
+        if _basic_auth_ok(password_hash):
             return None
         response = jsonify(error="Login required: log in at /login or send the monitor password "
                                  "with HTTP Basic auth.")
@@ -116,8 +120,9 @@ def _require_login() -> Response | None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str | tuple[str, int]:
-    if _password_hash() is None:
+def login() -> ResponseReturnValue:
+    password_hash = _password_hash()
+    if password_hash is None:
         return redirect(url_for("pages.overview"))
     next_url = safe_next(request.values.get("next"))
     if request.method == "GET":
@@ -127,7 +132,7 @@ def login() -> Response | str | tuple[str, int]:
     if wait:
         return render_template("login.html", next_url=next_url,
                                error=f"Too many failed attempts; try again in {int(wait) + 1} s."), 429
-    if not check_password_hash(_password_hash(), request.form.get("password", "")):
+    if not check_password_hash(password_hash, request.form.get("password", "")):
         _throttle().failed(address)
         return render_template("login.html", next_url=next_url, error="Wrong password."), 401
     _throttle().succeeded(address)
@@ -140,7 +145,7 @@ def login() -> Response | str | tuple[str, int]:
 
 
 @bp.route("/logout", methods=["POST"])
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     session.clear()
     return redirect(url_for("auth.login") if _password_hash() else url_for("pages.overview"))
 

@@ -3,6 +3,7 @@ hands the finished figure JSON to Plotly.react; all chart decisions live here.""
 from __future__ import annotations
 
 import json
+import itertools
 import math
 import time
 from datetime import datetime
@@ -60,7 +61,7 @@ def _clean(value: Any) -> float | None:
 
 
 def downsample(ts: Sequence[Any], series: Mapping[str, Sequence[Any]], max_points: int,
-               peak: Iterable[str] = ()) -> tuple[list[float], dict[str, list[float | None]]]:
+               peak: Iterable[str] = ()) -> tuple[list[float | None], dict[str, list[float | None]]]:
     """Average consecutive samples into at most `max_points` buckets. Series named in `peak`
     keep each bucket's maximum instead, so a short spike (memory, p99) stays visible."""
     peak = set(peak)
@@ -69,9 +70,9 @@ def downsample(ts: Sequence[Any], series: Mapping[str, Sequence[Any]], max_point
         return ([_clean(t) for t in ts],
                 {key: [_clean(v) for v in values[:n]] for key, values in series.items()})
     edges = [round(i * n / max_points) for i in range(max_points + 1)]
-    out_ts: list[float] = []
+    out_ts: list[float | None] = []
     out: dict[str, list[float | None]] = {key: [] for key in series}
-    for start, stop in zip(edges, edges[1:]):
+    for start, stop in itertools.pairwise(edges):
         if stop <= start:
             continue
         out_ts.append(_clean(ts[stop - 1]))
@@ -222,7 +223,8 @@ def sparkline(metrics: Mapping[str, Any], max_points: int = SPARKLINE_POINTS) ->
 
 def figure_json(fig: go.Figure) -> dict[str, Any]:
     """The figure as plain JSON data (plotly's own encoder handles datetimes and numpy)."""
-    return json.loads(fig.to_json())
+    data: dict[str, Any] = json.loads(fig.to_json())
+    return data
 
 
 def point_count(metrics: Mapping[str, Any]) -> int:

@@ -25,7 +25,8 @@ def plotly_js_path() -> str:
 
 
 def plotly_version() -> str:
-    return plotly.__version__
+    version: str = plotly.__version__
+    return version
 
 
 @bp.route("/plotly.min.js")

@@ -173,7 +173,8 @@ class ClientApplication:
 
     def _set_mode(self, command: ApiCommand, data: Any) -> ApiCommandRequestResponse:
         training = command == ApiCommand.SET_TRAINING_MODE
-        enum_type, attribute = (ApiTrainingMode, "training_mode") if training else (ApiApplicationMode, "application_mode")
+        enum_type, attribute = ((ApiTrainingMode, "training_mode") if training
+                                else (ApiApplicationMode, "application_mode"))
         current = getattr(self._state, attribute)
         try:
             mode = resolve_enum(enum_type, str((data or {})["mode"]))
@@ -224,7 +225,8 @@ class ClientApplication:
             command = _resolve(ApiCommand, rest)
             with self._lock:
                 (self._held.add if head == "hold" else self._held.discard)(command)
-            self.print(f"{command.name} is answered {'later (PENDING_WITH_NOTIFICATION)' if head == 'hold' else 'at once'}")
+            when = 'later (PENDING_WITH_NOTIFICATION)' if head == 'hold' else 'at once'
+            self.print(f"{command.name} is answered {when}")
         elif head == "pending":
             with self._lock:
                 pending = sorted(self._pending.items())

@@ -269,7 +269,8 @@ def _connect(args: argparse.Namespace) -> DeviceConnection:
 def build_parser() -> argparse.ArgumentParser:
     commands = "\n".join(f"  {c.value:>6} {c.name}: {data_help(c)}" for c in ApiCommand)
     parser = argparse.ArgumentParser(prog="python -m services.device_api.console", description=__doc__,
-                                     epilog=f"Every ApiCommand (for --send, cmd, or typed as is) and its data:\n{commands}",
+                                     epilog="Every ApiCommand (for --send, cmd, or typed as is) and its data:\n"
+                                            f"{commands}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--pub-port", type=int, default=5556, help="the device's event (PUB) port")

@@ -54,7 +54,8 @@ def make_curve_server(socket: zmq.Socket, curve: CurveOptions) -> None:
     socket.curve_server = True
 
 
-def make_curve_client(socket: zmq.Socket, server_public_key: str, client_public_key: str, client_secret_key: str) -> None:
+def make_curve_client(socket: zmq.Socket, server_public_key: str, client_public_key: str,
+                      client_secret_key: str) -> None:
     socket.curve_serverkey = server_public_key.encode("ascii")
     socket.curve_publickey = client_public_key.encode("ascii")
     socket.curve_secretkey = client_secret_key.encode("ascii")

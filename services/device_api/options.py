@@ -89,7 +89,8 @@ class RpcOptions:
         for name in ("subscriber_port", "command_port"):
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 <= port <= 65535:
-                raise InvalidApiOptions(f"RpcOptions.{name} must be a port number 0..65535 (0 = any free port), got {port!r}")
+                raise InvalidApiOptions(
+                    f"RpcOptions.{name} must be a port number 0..65535 (0 = any free port), got {port!r}")
 
 
 @dataclass(frozen=True)

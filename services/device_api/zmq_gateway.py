@@ -52,7 +52,8 @@ class ZmqGateway:
 
     def __init__(self, options: RpcOptions) -> None:
         self._options = options.zmq
-        self._publisher_address = _endpoint(self._options.publisher_endpoint, self._options.bind_host, options.subscriber_port)
+        self._publisher_address = _endpoint(self._options.publisher_endpoint, self._options.bind_host,
+                                            options.subscriber_port)
         self._command_address = _endpoint(self._options.command_endpoint, self._options.bind_host, options.command_port)
         self._context: Optional[zmq.Context] = None
         self._authenticator = None

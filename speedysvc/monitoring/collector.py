@@ -31,14 +31,14 @@ class WorkerReading:
     pid: int
     calls: int
     errors: int
-    stats: dict = field(default_factory=dict)   # {method: [count, errors, {bucket: n}]}
+    stats: dict[str, Any] = field(default_factory=dict)   # {method: [count, errors, {bucket: n}]}
 
 
 @dataclass
 class ServiceSnapshot:
     service: str
     ts: float
-    workers: list            # [WorkerReading]
+    workers: list[WorkerReading]
     retention: float = 86400.0
 
 
@@ -53,19 +53,19 @@ class _WorkerState:
     errors: int
     io_read: int
     io_write: int
-    stats: dict
+    stats: dict[str, Any]
     pid: int = 0
 
 
 @dataclass
 class _ServiceState:
-    workers: dict = field(default_factory=dict)          # worker_id -> _WorkerState
-    retired_methods: dict = field(default_factory=dict)  # method -> [count, errors]
+    workers: dict[int, _WorkerState] = field(default_factory=dict)
+    retired_methods: dict[str, list[Any]] = field(default_factory=dict)  # method -> [count, errors, buckets]
     retired_errors: int = 0
     retired_calls: int = 0
 
 
-def _bucket_delta(now: dict, before: dict) -> dict[int, int]:
+def _bucket_delta(now: dict[int, int], before: dict[int, int]) -> dict[int, int]:
     out = {}
     for b, n in now.items():
         d = n - before.get(b, 0)
@@ -77,8 +77,8 @@ def _bucket_delta(now: dict, before: dict) -> dict[int, int]:
 class Collector:
     def __init__(self, store: MetricsStore):
         self.store = store
-        self.latest: dict[str, dict[int, dict]] = {}   # service -> worker_id -> last sample
-        self.totals: dict[str, dict] = {}              # service -> {calls_per_s, errors, calls}
+        self.latest: dict[str, dict[int, dict[str, Any]]] = {}   # service -> worker_id -> last sample
+        self.totals: dict[str, dict[str, Any]] = {}              # service -> {calls_per_s, errors, calls}
         self._services: dict[str, _ServiceState] = {}
         self._procs: dict[int, psutil.Process] = {}
         self._pids: dict[str, set[int]] = {}
@@ -149,14 +149,14 @@ class Collector:
         """Sample the OS for the snapshot's processes and store one row per worker and method."""
         state = self._services.setdefault(snap.service, _ServiceState())
         rows: list[Any] = []
-        latest: dict[int, dict] = {}
+        latest: dict[int, dict[str, Any]] = {}
         # a worker is its id *and* its process: after a stop and start, worker 1 is a new process
         # whose counters begin at 0, and the old one's counts must not be lost
         current = {(w.worker_id, w.pid) for w in snap.workers}
         for wid in list(state.workers):
             if (wid, state.workers[wid].pid) not in current:
                 self._retire(state, wid)
-        deltas: dict[str, list] = {}
+        deltas: dict[str, list[Any]] = {}
         calls_per_s_total = 0.0
         for w in snap.workers:
             proc = self._process(w.pid)
@@ -186,8 +186,8 @@ class Collector:
                                      max(0, io_write - before.io_write) if before else 0,
                                      max(0, d_calls), max(0, d_errors), rate))
             latest[w.worker_id] = {"rss": rss, "uss": uss, "cpu_percent": cpu, "calls_per_s": rate}
-            for method, (count, errors, buckets) in w.stats.items():
-                prev = before.stats.get(method, [0, 0, {}]) if before else [0, 0, {}]
+            for method, (_count, _errors, buckets) in w.stats.items():
+                prev: list[Any] = before.stats.get(method, [0, 0, {}]) if before else [0, 0, {}]
                 deltas.setdefault(method, []).append(_bucket_delta(buckets, prev[2]))
             state.workers[w.worker_id] = _WorkerState(snap.ts, w.calls, w.errors, io_read, io_write,
                                                       w.stats, w.pid)
@@ -209,10 +209,10 @@ class Collector:
             self.store.prune(snap.ts, self._retention)
 
     def _method_rows(self, snap: ServiceSnapshot, state: _ServiceState,
-                     deltas: dict[str, list]) -> list[MethodSample]:
+                     deltas: dict[str, list[Any]]) -> list[MethodSample]:
         """Per method: totals and latency percentiles since the service started (the methods
         table); under ALL_METHODS: percentiles of this interval's calls (the latency chart)."""
-        totals: dict[str, list] = {m: [v[0], v[1], [v[2]]] for m, v in state.retired_methods.items()}
+        totals: dict[str, list[Any]] = {m: [v[0], v[1], [v[2]]] for m, v in state.retired_methods.items()}
         for w in state.workers.values():
             for method, (count, errors, buckets) in w.stats.items():
                 acc = totals.setdefault(method, [0, 0, []])

@@ -43,7 +43,8 @@ def percentile_from_buckets(buckets: Mapping[int, int], q: float) -> float | Non
         if seen + n >= rank:
             lo, hi = bucket_bounds_us(i)
             within = (rank - seen) / n
-            return lo * (hi / lo) ** within / 1000
+            ms: float = lo * (hi / lo) ** within / 1000  # float ** float is typed Any
+            return ms
         seen += n
     lo, hi = bucket_bounds_us(items[-1][0])  # q == 1 with float rounding
     return hi / 1000

@@ -185,7 +185,8 @@ class LogWriter:
         for path in reversed(log_paths(self.log_dir, self.service)):
             record = _last_record(path)
             if record is not None:
-                return record["cursor"]
+                cursor: int = record["cursor"]
+                return cursor
         return 0
 
     def _open(self) -> Any:
@@ -242,7 +243,7 @@ class LogWriter:
 
 
 def _matches(record: dict[str, Any], needle: str | None, min_rank: int) -> bool:
-    if _RANK.get(record.get("level"), _RANK["ERROR"]) < min_rank:
+    if _RANK.get(record.get("level", ""), _RANK["ERROR"]) < min_rank:
         return False
     return needle is None or needle in str(record.get("message", "")).lower()
 
@@ -279,7 +280,7 @@ class LogReader:
         return result
 
     def _tail(self, paths: list[str], lines: int, needle: str | None,
-              min_rank: int) -> tuple[list, int]:
+              min_rank: int) -> tuple[list[Any], int]:
         found: list[dict[str, Any]] = []
         newest = 0
         for path in reversed(paths):
@@ -295,7 +296,7 @@ class LogReader:
         return found, newest
 
     def _after(self, paths: list[str], after: int, lines: int, needle: str | None,
-               min_rank: int) -> tuple[list, int]:
+               min_rank: int) -> tuple[list[Any], int]:
         start = 0  # the newest file that begins at or before the record after `after`
         for i in range(len(paths) - 1, -1, -1):
             first = _first_record(paths[i])

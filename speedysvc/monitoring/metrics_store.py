@@ -66,7 +66,7 @@ def _insert_sql(cls: type) -> str:
 
 
 class MetricsStore:
-    def __init__(self, path: str | os.PathLike, retention_seconds: float):
+    def __init__(self, path: str | os.PathLike[str], retention_seconds: float):
         self.path = os.fspath(path)
         self.retention_seconds = retention_seconds
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -82,7 +82,7 @@ class MetricsStore:
             self._db.executescript(_SCHEMA)
 
     def add_samples(self, rows: Iterable[WorkerSample | MethodSample]) -> None:
-        by_type: dict[type, list[tuple]] = {}
+        by_type: dict[type, list[tuple[Any, ...]]] = {}
         for row in rows:
             if type(row) not in _TABLES:
                 raise TypeError(f"expected WorkerSample or MethodSample, got {type(row).__name__}")
@@ -138,9 +138,9 @@ class MetricsStore:
         self.close()
 
 
-def _totals(workers: list[tuple], methods: list[tuple]) -> dict[str, Any]:
+def _totals(workers: list[tuple[Any, ...]], methods: list[tuple[Any, ...]]) -> dict[str, Any]:
     keys = ("rss", "uss", "cpu_percent", "calls_per_s", "errors")
-    by_ts: dict[float, list] = {}
+    by_ts: dict[float, list[Any]] = {}
     for ts, _wid, *values in workers:
         sums = by_ts.setdefault(ts, [0] * len(keys))
         for k, v in enumerate(values):
@@ -154,11 +154,11 @@ def _totals(workers: list[tuple], methods: list[tuple]) -> dict[str, Any]:
     return out
 
 
-def _service_latency(methods: list[tuple]) -> dict[float, tuple]:
+def _service_latency(methods: list[tuple[Any, ...]]) -> dict[float, tuple[Any, ...]]:
     """Service-wide (p50, p99) per timestamp: the ALL_METHODS row where the collector wrote one,
     else the slowest method's (percentiles of different methods cannot be combined exactly)."""
-    exact: dict[float, tuple] = {}
-    slowest: dict[float, tuple] = {}
+    exact: dict[float, tuple[Any, ...]] = {}
+    slowest: dict[float, tuple[Any, ...]] = {}
     for ts, method, _count, _errors, p50, p99 in methods:
         if method == ALL_METHODS:
             exact[ts] = (p50, p99)
@@ -167,8 +167,8 @@ def _service_latency(methods: list[tuple]) -> dict[float, tuple]:
     return {**slowest, **exact}
 
 
-def _per_worker(workers: list[tuple]) -> dict[int, dict[str, list]]:
-    out: dict[int, dict[str, list]] = {}
+def _per_worker(workers: list[tuple[Any, ...]]) -> dict[int, dict[str, list[Any]]]:
+    out: dict[int, dict[str, list[Any]]] = {}
     for ts, wid, rss, uss, cpu, _cps, _errors in workers:
         w = out.setdefault(wid, {"ts": [], "rss": [], "uss": [], "cpu_percent": []})
         w["ts"].append(ts)
@@ -178,9 +178,9 @@ def _per_worker(workers: list[tuple]) -> dict[int, dict[str, list]]:
     return out
 
 
-def _latest_methods(methods: list[tuple]) -> list[dict[str, Any]]:
-    latest: dict[str, tuple] = {}
-    for ts, method, count, errors, p50, p99 in methods:  # ordered by ts, so the last one wins
+def _latest_methods(methods: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    latest: dict[str, tuple[Any, ...]] = {}
+    for _ts, method, count, errors, p50, p99 in methods:  # ordered by ts, so the last one wins
         if method != ALL_METHODS:
             latest[method] = (count, errors, p50, p99)
     return [{"name": name, "count": count, "errors": errors, "p50_ms": p50, "p99_ms": p99}

@@ -18,9 +18,12 @@ import ssl
 import struct
 import time
 import zlib
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import PayloadTooLarge, ProtocolError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 MAGIC = b"SV"
 VERSION = 1
@@ -61,7 +64,8 @@ def compress(codec: int, data: bytes) -> bytes:
         return zlib.compress(data, 1)
     if codec == CODEC_LZ4:
         import lz4.frame
-        return lz4.frame.compress(data)
+        compressed: bytes = lz4.frame.compress(data)
+        return compressed
     if codec == CODEC_ZSTD:
         import zstandard
         return zstandard.ZstdCompressor(level=1).compress(data)
@@ -82,10 +86,10 @@ def decompress(codec: int, data: bytes, max_size: int) -> bytes:
         if codec == CODEC_LZ4:
             import lz4.frame
             d = lz4.frame.LZ4FrameDecompressor()
-            out = d.decompress(data, max_length=max_size + 1)
-            if len(out) > max_size or not d.eof:
+            lz4_out: bytes = d.decompress(data, max_length=max_size + 1)
+            if len(lz4_out) > max_size or not d.eof:
                 raise PayloadTooLarge(f"decompressed frame exceeds {max_size} bytes or is truncated")
-            return out
+            return lz4_out
         if codec == CODEC_ZSTD:
             import zstandard
             # a frame may declare any content size: read at most max_size + 1 bytes of output
@@ -248,7 +252,7 @@ class FrameReader:
                 if k == 0:
                     raise ConnectionError("connection closed")
                 self.end += k
-                if deadline is not None:
+                if self.frame_timeout is not None:  # (then deadline is not None either)
                     deadline = time.monotonic() + self.frame_timeout
                 self._fill(HEADER_SIZE, deadline)
         kind, codec, flags, request_id, length = parse_header(
@@ -311,7 +315,7 @@ def read_frame(sock: socket.socket, max_frame: int) -> tuple[int, int, int, int,
 SMALL_FRAME = 16 * 1024  # below this, one joined buffer and send() beat a gather-write
 
 
-def send_frame(sock: socket.socket, kind: int, request_id: int, parts: list, codec: int = 0,
+def send_frame(sock: socket.socket, kind: int, request_id: int, parts: list[Buffer], codec: int = 0,
                flags: int = 0) -> None:
     size = 0
     for p in parts:
@@ -331,7 +335,7 @@ def send_frame(sock: socket.socket, kind: int, request_id: int, parts: list, cod
     sendall_parts(sock, [header, *parts])
 
 
-def sendall_parts(sock: socket.socket, parts: list) -> None:
+def sendall_parts(sock: socket.socket, parts: list[Buffer]) -> None:
     """Gather-write without concatenating (large arrays are not copied again)."""
     if isinstance(sock, ssl.SSLSocket):  # TLS has no sendmsg: one record stream anyway
         try:
@@ -359,7 +363,7 @@ def auth_digest(secret: str, nonce: bytes) -> bytes:
     return hmac.new(secret.encode("utf-8"), AUTH_CONTEXT + nonce, hashlib.sha256).digest()
 
 
-def check_auth(secret: str, nonce: bytes, digest: bytes) -> bool:
+def check_auth(secret: str, nonce: bytes, digest: Buffer) -> bool:
     return hmac.compare_digest(auth_digest(secret, nonce), bytes(digest))
 
 

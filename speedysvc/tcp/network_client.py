@@ -15,7 +15,10 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from .. import dispatch, remote_errors, serialisers
 from ..errors import (AuthenticationError, CallTimeout, MethodNotFound, PayloadTooLarge, ProtocolError,
@@ -134,10 +137,10 @@ class NetworkClient(ProviderMethods):
         self.codec = frames.codec_for(compression)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._prepared: dict[str, tuple] = {}
+        self._prepared: dict[str, tuple[Any, ...]] = {}
         self._connections: list[_Connection] = []
         self.closed = False
-        self.description = self.call(dispatch.DESCRIBE)
+        self.description: dict[str, Any] = self.call(dispatch.DESCRIBE)
         self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
         hello = self._conn().hello
         if compression and compression not in hello.get("codecs", []):
@@ -146,14 +149,14 @@ class NetworkClient(ProviderMethods):
         if compression is None and preferred in frames.available_codecs():
             self.codec = frames.codec_for(preferred)  # the service's tcp_compression setting
 
-    def _prepare(self, method: str) -> tuple:
+    def _prepare(self, method: str) -> tuple[Any, ...]:
         """(serialiser, encoded request header and name) of a method, made once."""
         methods = getattr(self, "methods", None)
         encoder = "msgpack" if methods is None else methods.get(method)
         if encoder is None:
             if method not in (dispatch.DESCRIBE, dispatch.PING):
                 raise MethodNotFound(f"service {self.service_name!r} has no method {method!r}; "
-                                     f"it has: {', '.join(sorted(methods)) or 'none'}")
+                                     f"it has: {', '.join(sorted(methods or ())) or 'none'}")
             encoder = "msgpack"
         serialiser = serialisers.SERIALISERS[encoder]
         prepared = (serialiser, b"".join(dispatch.encode_request(method, serialiser.code, [])))
@@ -180,7 +183,7 @@ class NetworkClient(ProviderMethods):
                 if conn in self._connections:
                     self._connections.remove(conn)
 
-    def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
+    def call(self, method: str, args: Sequence[Any] = (), kwargs: Optional[dict[str, Any]] = None,
              timeout: Optional[float] = None) -> Any:
         if self.closed:
             raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
@@ -241,10 +244,10 @@ class NetworkClient(ProviderMethods):
             self._drop()
         return dispatch.decode_reply(memoryview(body), serialiser)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return self.description
 
-    def subscribe(self, topics: Optional[Sequence[str]] = None):
+    def subscribe(self, topics: Optional[Sequence[str]] = None) -> Subscription:
         return Subscription(_TcpEventSource(self), topics)
 
     def close(self) -> None:
@@ -256,10 +259,10 @@ class NetworkClient(ProviderMethods):
                 conn.close()
             self._connections.clear()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -277,7 +280,7 @@ class _TcpEventSource:
         self.missed = 0
         self.reattached = 0
         self._last_seq = None
-        self._events: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._closed = False
         self.conn = self._subscribe()
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name="speedysvc-tcp-events")
@@ -318,7 +321,7 @@ class _TcpEventSource:
                     time.sleep(self.RECONNECT_EVERY_S)
         self._events.put(None)  # wake a waiting poll()
 
-    def poll(self, timeout: Optional[float]):
+    def poll(self, timeout: Optional[float]) -> Iterator[tuple[int, str, int, bytes]]:
         try:
             item = self._events.get(timeout=timeout)
         except queue.Empty:

@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .. import dispatch, remote_errors, serialisers
 from ..errors import (AuthenticationError, InsecureSerialisationRefused, ProtocolError, ServiceUnavailable,
@@ -103,7 +103,7 @@ class _Connection:
 
 class TCPServer:
     def __init__(self, scope: str, service: str, listener: socket.socket,
-                 run_call: Callable[[memoryview], bytes], description: Callable[[], dict], *,
+                 run_call: Callable[[memoryview], bytes], description: Callable[[], dict[str, Any]], *,
                  secret: Optional[str] = None, allow_insecure: bool = False,
                  max_frame: int = frames.DEFAULT_MAX_FRAME, compression: Optional[str] = None,
                  limits: Limits = Limits(), tls: Optional[ssl.SSLContext] = None,
@@ -290,15 +290,15 @@ class TCPServer:
             t.join(2)
 
     # -- one connection -------------------------------------------------------------------
-    def _serve_connection(self, conn: _Connection, peer) -> None:
+    def _serve_connection(self, conn: _Connection, peer: Any) -> None:
         sock = conn.sock
-        subscription: list = []
+        subscription: list[Any] = []
         lim = self.limits
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
                 frames.set_io_timeout(sock, lim.header_timeout)
-                sock = conn.sock = self._tls_handshake(sock)
+                sock = conn.sock = self._tls_handshake(sock, self.tls)
             reader = frames.FrameReader(sock, self.max_frame, frame_timeout=lim.header_timeout)
             # until its first complete frame, a connection gets header_timeout, not idle_timeout
             reader.set_wait_timeout(lim.header_timeout)
@@ -355,10 +355,10 @@ class TCPServer:
             sock.close()
             self._connection_closed()
 
-    def _tls_handshake(self, sock: socket.socket) -> ssl.SSLSocket:
+    def _tls_handshake(self, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
         raw = sock
         try:
-            tls = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             tls.do_handshake()
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise socket.timeout("TLS handshake timed out") from None
@@ -369,7 +369,7 @@ class TCPServer:
         return tls
 
     def _answer(self, conn: _Connection, kind: int, codec: int, flags: int, request_id: int,
-                body: bytearray, subscription: list) -> None:
+                body: bytearray, subscription: list[Any]) -> None:
         if kind == frames.CALL:
             reply = self._call(body)
             with conn.send_lock:
@@ -429,7 +429,7 @@ class TCPServer:
         stop = threading.Event()
         sub = ShmSubscription(self.scope, self.service)
 
-        def forward():
+        def forward() -> None:
             try:
                 while not stop.is_set() and not self._stopping.is_set():
                     for seq, topic, topic_seq, payload in sub.poll(0.5):
@@ -482,5 +482,5 @@ def _shutdown(sock: socket.socket) -> None:
         pass
 
 
-def _peer(peer) -> str:
+def _peer(peer: Any) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)

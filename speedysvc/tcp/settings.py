@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field, fields
-from typing import Optional
+from typing import Any, Optional
 
 from . import frames
 from .server import Limits, server_tls_context
@@ -38,7 +38,8 @@ class TCPSettings:
                 raise ValueError(f"tcp {name} must be at least 1, found {getattr(self, name)!r}")
 
     @classmethod
-    def from_options(cls, host: str, port: int, secret: Optional[str], options: Optional[dict]) -> "TCPSettings":
+    def from_options(cls, host: str, port: int, secret: Optional[str],
+                     options: Optional[dict[str, Any]]) -> "TCPSettings":
         """serve()'s tcp_options: the field names of this class; unknown names are an error."""
         options = dict(options or {})
         known = {f.name for f in fields(cls)} - {"host", "port", "secret"}

@@ -78,7 +78,9 @@ def pid_data():
 
 @plugins.model
 class Sleeper(plugins.Model):
-    """predict(seconds) sleeps and returns the worker pid; fit counts fits."""
+    """predict(seconds) sleeps and returns the worker pid; fit counts fits. predict(meet=dir,
+    parties=n) first waits (up to 30 s) until n predicts are inside it at once: "met" in the
+    result says whether they were."""
 
     def __init__(self, fits=0):
         self.fits = fits
@@ -86,9 +88,16 @@ class Sleeper(plugins.Model):
     def fit(self, *args, **kwargs):
         self.fits += 1          # returns None: @model keeps the instance fitted in place
 
-    def predict(self, seconds=0.0):
+    def predict(self, seconds=0.0, meet=None, parties=0):
+        met = {}
+        if meet:
+            open(os.path.join(meet, str(os.getpid())), "w").close()
+            deadline = time.monotonic() + 30
+            while len(os.listdir(meet)) < parties and time.monotonic() < deadline:
+                time.sleep(0.01)
+            met = {"met": len(os.listdir(meet)) >= parties}
         time.sleep(seconds)
-        return {"pid": os.getpid(), "fits": self.fits}
+        return {"pid": os.getpid(), "fits": self.fits, **met}
 
     def serialize(self):
         return pickle.dumps({"fits": self.fits})

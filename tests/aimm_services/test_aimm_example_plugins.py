@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy
 import pandas
-import pytest
 
 from aimm_services import plugin_execution, plugins, wire_values
 from aimm_services.config import load_config

@@ -55,7 +55,7 @@ def test_fifty_usernames_from_one_source_get_limited(users):
 def test_attacker_on_a_user_does_not_lock_that_user_out_elsewhere(users):
     clock = FakeClock()
     auth = Authenticator(users, LoginPolicy(max_failures=5, lockout_s=30), clock)
-    for round_ in range(10):              # a persistent attacker keeps failing from A
+    for _round in range(10):              # a persistent attacker keeps failing from A
         fail(auth, "A", "x", times=5)
         with pytest.raises(LoginRateLimited, match="for 'x' from A"):
             auth.login_digest("x", DIGEST, "A")

@@ -1,6 +1,5 @@
 """The AIMM services on real speedysvc worker processes, real shared memory, real TCP and a
 real SQLite file, driven through the Python client."""
-import time
 
 import numpy
 import pandas
@@ -114,13 +113,14 @@ def test_state_is_pushed_to_subscribed_clients(deployment, aimm):
                    message="removal pushed")
 
 
-def test_four_one_second_predicts_run_in_parallel(aimm):
+def test_four_predicts_run_in_parallel(aimm, tmp_path):
     models = [aimm.create_instance(SLEEPER) for _ in range(PLUGIN_WORKERS)]
-    started = time.monotonic()
-    handles = [aimm.predict(m.instance_id, seconds=1.0, wait=False) for m in models]
-    results = [h.result(timeout=30) for h in handles]
-    elapsed = time.monotonic() - started
-    assert elapsed < 3.5, f"4 x 1 s predicts took {elapsed:.2f} s: not run in parallel"
+    # each predict waits inside the plugin until all four are there: only predicts that run
+    # at the same time can meet (how long four 1 s predicts take: benchmarks/timing_checks.py)
+    handles = [aimm.predict(m.instance_id, meet=str(tmp_path), parties=PLUGIN_WORKERS, wait=False)
+               for m in models]
+    results = [h.result(timeout=60) for h in handles]
+    assert all(r["met"] for r in results), results
     assert len({r["pid"] for r in results}) == PLUGIN_WORKERS
 
 
@@ -132,16 +132,16 @@ def test_calls_on_one_model_are_serialised_in_order(aimm):
     assert prediction["count"] == 5        # the queued predict saw the fitted instance
 
 
-def test_cancel_running_action_kills_the_worker_within_two_seconds(deployment, aimm, tmp_path):
+def test_cancel_running_action_kills_the_worker(deployment, aimm, tmp_path):
     model = aimm.create_instance(COUNTER)
+    # the fit waits for a file that never appears: only the cancel can end it (how soon after
+    # the cancel: benchmarks/timing_checks.py)
     handle = aimm.fit(model.instance_id, gate=str(tmp_path / "never"), wait=False)
     wait_until(lambda: handle.progress, message="the fit to run")
     pids_before = set(deployment.plugins.worker_pids())
-    cancelled_at = time.monotonic()
     handle.cancel()
     with pytest.raises(ActionCancelled):
-        handle.result(timeout=5)
-    assert time.monotonic() - cancelled_at < 2.0
+        handle.result(timeout=30)
     assert handle.status == "cancelled"
     # the killed worker is replaced, and the model was left as it was
     assert deployment.plugins.wait_for_workers(PLUGIN_WORKERS, timeout=30)

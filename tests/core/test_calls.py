@@ -114,18 +114,21 @@ def test_exception_of_a_type_the_client_cannot_import_becomes_remote_error():
 
 
 @pytest.mark.parametrize("transport", [0, 1])
-def test_per_call_and_default_timeouts(scope, transport):
-    # enough workers that the abandoned sleeps do not hold up the calls that follow
+def test_per_call_and_default_timeouts(scope, transport, tmp_path):
+    # enough workers that the abandoned calls do not hold up the calls that follow
     with serve(Echo, workers=4, scope=scope, tcp="127.0.0.1:0") as svc:
-        check_timeouts(addresses(svc)[transport])
+        check_timeouts(addresses(svc)[transport], str(tmp_path / "release"))
 
 
-def check_timeouts(address):
+def check_timeouts(address, release):
     with connect(Echo, address, timeout=0.3) as c:
-        started = time.monotonic()
-        with pytest.raises(CallTimeout, match="timed out"):
-            c.sleep(3)
-        assert time.monotonic() - started < 2.5
+        try:
+            # the call cannot finish before `release` exists, so CallTimeout here proves the
+            # caller got control back while its call was still running (how soon: benchmarks/)
+            with pytest.raises(CallTimeout, match="timed out"):
+                c.block_until(release, 120)
+        finally:
+            open(release, "w").close()
         assert c.sleep.with_timeout(5)(0.5) == 0.5  # per-call override of the default
         assert c.echo("after timeout") == "after timeout!"  # the late reply is not mistaken for this one
     with connect(Echo, address) as c:
@@ -134,21 +137,19 @@ def check_timeouts(address):
 
 
 def test_service_not_running_gives_service_unavailable_after_bounded_wait(scope):
-    started = time.monotonic()
+    # an error, not a hang (how long it waits: benchmarks/timing_checks.py)
     with pytest.raises(ServiceUnavailable, match="not running"):
         connect(Echo, f"shm://{scope}", connect_timeout=0.5)
-    assert time.monotonic() - started < 3
     with pytest.raises(ServiceUnavailable):
         connect(Echo, "tcp://127.0.0.1:1", connect_timeout=0.5)
 
 
-def test_worker_death_during_call_is_reported_quickly_and_not_rerun(scope, tmp_path):
+def test_worker_death_during_call_is_reported_and_not_rerun(scope, tmp_path):
     marker = tmp_path / "calls.txt"
     with serve(Counter, workers=2, scope=scope) as svc, connect(Counter, svc.shm_address) as c:
-        started = time.monotonic()
+        # WorkerDied, not a CallTimeout at the end of the call timeout (how soon: benchmarks/)
         with pytest.raises(WorkerDied, match="died during the call"):
             c.record_then_die(str(marker))
-        assert time.monotonic() - started < 2.5
         # the dead worker is replaced and the call was executed exactly once
         assert svc.wait_for_workers(2, timeout=20)
         assert len(marker.read_text().splitlines()) == 1
@@ -172,11 +173,11 @@ def test_worker_killed_by_signal_mid_call_over_tcp(scope, tmp_path):
             from waiting import wait_until
             wait_until(lambda: marker.exists() and marker.read_text().strip(), message="call to start")
             pid = int(marker.read_text().split()[0])
-            killed_at = time.monotonic()
             os.kill(pid, 9)
+            # the call would sleep 30 s: finished within the join, with WorkerDied, it was the
+            # death the caller heard of (how soon: benchmarks/timing_checks.py)
             t.join(10)
-            assert isinstance(result.get("exc"), WorkerDied), result
-            assert time.monotonic() - killed_at < 2.5
+            assert not t.is_alive() and isinstance(result.get("exc"), WorkerDied), result
             assert len(marker.read_text().splitlines()) == 1
 
 
@@ -211,17 +212,17 @@ def test_idle_service_uses_next_to_no_cpu(scope):
         procs = [psutil.Process(pid) for pid in svc.worker_pids()]
         before = [sum(p.cpu_times()[:2]) for p in procs]
         time.sleep(2.0)  # measuring a resource over an interval, not synchronising
-        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before)]
+        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before, strict=True)]
     assert max(used) < 0.1, f"idle workers used {used} s of CPU in 2 s"
 
 
-def test_workers_that_fail_at_start_are_reported_quickly(scope):
+def test_workers_that_fail_at_start_are_reported_without_waiting_out_the_start_timeout(scope):
     from support_services import BrokenAtStart
-    started = time.monotonic()
+    # "exit before they are ready" is the boot-failure error; waiting out start_timeout would
+    # raise "did not start within 60s" instead
     with pytest.raises(ServiceUnavailable, match="exit before they are ready"):
         with serve(BrokenAtStart, workers=1, scope=scope, start_timeout=60):
             pass
-    assert time.monotonic() - started < 30
 
 
 def test_a_worker_reaches_sibling_services_of_its_scope(scope):
@@ -239,15 +240,15 @@ def test_closing_a_subscription_while_another_thread_waits_on_it(running):
             sub = c.subscribe(["x"])
             outcome = []
 
-            def waiter():
+            def waiter(sub, outcome):
                 try:
                     sub.get(timeout=30)
                 except queue.Empty:
                     outcome.append("woken")
-            t = threading.Thread(target=waiter)
+            t = threading.Thread(target=waiter, args=(sub, outcome))
             t.start()
             from waiting import wait_until
-            wait_until(lambda: sub._lock.locked(), message="waiter to block")
+            wait_until(sub._lock.locked, message="waiter to block")
             sub.close()
             t.join(5)
             assert outcome == ["woken"]

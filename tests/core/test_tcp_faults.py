@@ -341,7 +341,7 @@ def test_worker_killed_mid_call_fails_only_that_call_never_a_completed_one(scope
         try:
             kills = 0
             for _ in range(3):
-                wait_until(lambda: len(results) > 10 * (kills + 1), timeout=30, message="calls flowing")
+                wait_until(lambda kills=kills: len(results) > 10 * (kills + 1), timeout=30, message="calls flowing")
                 busy = wait_until(lambda: [w["pid"] for w in _worker_states(svc) if w["state"] == "busy"],
                                   timeout=10, message="a busy worker")
                 os.kill(busy[0], signal.SIGKILL)

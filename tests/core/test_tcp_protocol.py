@@ -211,28 +211,28 @@ def test_fuzz_read_frame_roundtrips_or_fails_cleanly(kind, codec, rid, body, cut
         b.close()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(min_size=1, max_size=200))
-def test_fuzz_live_gateway_survives_arbitrary_bytes(secured_fuzz_target, data):
-    sock = raw_connect(secured_fuzz_target)
+def test_fuzz_live_gateway_survives_arbitrary_bytes(secured, data):
+    sock = raw_connect(secured)
     try:
-        try:  # the server may already have closed on us: that is an allowed outcome
+        try:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(5)
+        except ConnectionError:
+            pass  # the server refused the bytes and closed on us already: an allowed outcome
+        # The server must end the exchange (answer, then close at our end of stream). A server
+        # that hangs leaves recv() to time out: socket.timeout is not caught, the test fails.
+        sock.settimeout(10)
+        try:
             while sock.recv(65536):
                 pass
-        except OSError:
-            pass
+        except ConnectionResetError:
+            pass  # closed while our bytes were still unread: an allowed outcome
     finally:
         sock.close()
-
-
-@pytest.fixture(scope="module")
-def secured_fuzz_target(secured):
-    yield secured
-    with connect(Echo, secured.tcp_address, secret=SECRET) as c:  # still serving after the fuzz
+    # after every attack a well-behaved client, on a new connection, is still answered
+    with connect(Echo, secured.tcp_address, secret=SECRET, timeout=30) as c:
         assert c.echo("alive") == "alive!"
 
 
@@ -282,7 +282,7 @@ def test_workers_share_the_port_and_retiring_one_fails_no_call(scope):
             t.start()
         from waiting import wait_until
         wait_until(lambda: len(pids_seen) >= 1, message="calls flowing")
-        for round_ in range(2):  # retire each original worker in turn, replacing it first
+        for _round in range(2):  # retire each original worker in turn, replacing it first
             old = svc.pool.live()[0]
             svc.pool.spawn()
             assert svc.pool.wait_ready(2, timeout=30)

@@ -124,7 +124,7 @@ def test_a_reader_in_this_process_while_another_process_writes(tmp_path):
         while proc.poll() is None and time.monotonic() < deadline:
             s = reader.series("echo")
             # a reader never sees half a batch: every timestamp has all four workers
-            assert all(rss == 4 * t for t, rss in zip(s["ts"], s["rss"]))
+            assert all(rss == 4 * t for t, rss in zip(s["ts"], s["rss"], strict=True))
             seen.append(len(s["ts"]))
         assert proc.wait(timeout=60) == 0
     finally:

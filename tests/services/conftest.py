@@ -58,5 +58,6 @@ def no_leaked_threads():
     before = set(threading.enumerate())
     yield
     def leaked():
-        return [t for t in threading.enumerate() if t not in before and t.name.startswith("device-api") and t.is_alive()]
+        return [t for t in threading.enumerate()
+                if t not in before and t.name.startswith("device-api") and t.is_alive()]
     wait_until(lambda: not leaked(), timeout=5.0, message="device API threads to end")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from datetime import datetime, timezone
 
 import pytest
@@ -23,7 +22,7 @@ from services.device_api import (
     create_api_service,
 )
 
-from device_api_peers import FAST_HEARTBEAT, rpc_options, wait_until
+from device_api_peers import rpc_options, wait_until
 
 WHEN = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 EVENT = (4001).to_bytes(4, "little")
@@ -37,33 +36,34 @@ def _event(index: int, **context) -> dict:
 def test_slow_command_handler_delays_neither_heartbeats_nor_events_nor_other_commands(make_service, make_peer):
     """0.12 runs the handler on its only I/O thread: heartbeats stop while it blocks."""
     service = make_service()
-    entered, release = threading.Event(), threading.Event()
+    entered, release, left = threading.Event(), threading.Event(), threading.Event()
 
     def handler(request):
         if request.command == 50:
             entered.set()
-            release.wait(10)
+            release.wait(120)  # blocks until the test is done, however slow the machine
+            left.set()
         return ApiCommandRequestResponse(result=ApiCommandRequestResult.SUCCESS)
 
     service.command_request_delegate = handler
     slow_peer, other_peer = make_peer(service), make_peer(service)
     slow_peer.wait_until_subscribed()
     slow_peer.send_raw(json.dumps({"command": 50, "nonce": 1}).encode())
-    assert entered.wait(5)
+    assert entered.wait(30)
+    # Everything below happens while the handler blocks: a 0.12 service publishes nothing and
+    # answers nothing until it returns, so each wait runs out (the heartbeat cadence itself
+    # is measured in benchmarks/timing_checks.py).
     try:
-        arrivals = []
-        while len(arrivals) < 8:
-            frames = slow_peer.recv_frames(timeout=FAST_HEARTBEAT * 5)
+        heartbeats = 0
+        while heartbeats < 8:
+            frames = slow_peer.recv_frames(timeout=10)
             assert frames is not None, "publishing stalled while a handler blocks"
-            if frames[0] == HEARTBEAT:
-                arrivals.append(time.monotonic())
-        gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-        assert max(gaps) < FAST_HEARTBEAT * 3, gaps
+            heartbeats += frames[0] == HEARTBEAT
         # An event and another command are not held up either.
         assert service.send_event_dict(_event(1))
-        assert slow_peer.next_non_heartbeat(timeout=FAST_HEARTBEAT * 5)[0] == EVENT
-        assert other_peer.request({"command": 400, "nonce": 2}, timeout=FAST_HEARTBEAT * 5)["result"] == 100
-        assert not release.is_set(), "the slow handler was still running throughout"
+        assert slow_peer.next_non_heartbeat(timeout=10)[0] == EVENT
+        assert other_peer.request({"command": 400, "nonce": 2}, timeout=10)["result"] == 100
+        assert not left.is_set(), "the slow handler was still running throughout"
     finally:
         release.set()
     assert slow_peer.receive_reply()["nonce"] == 1
@@ -100,8 +100,9 @@ def test_unserialisable_event_is_rejected_to_its_sender_and_the_service_keeps_ru
         service.send_event_dict({"kind": 1301, "when": WHEN, "index": 2, "context": {("tuple", "key"): 1}})
 
     assert service.send_event_dict(_event(3, ok=True))
-    assert peer.next_non_heartbeat() == [EVENT, b'{"kind": 1301, "when": 1704164645.0, "index": 3, "context": {"ok": true}}']
-    peer.wait_until_subscribed(timeout=FAST_HEARTBEAT * 5)  # heartbeats go on
+    assert peer.next_non_heartbeat() == [
+        EVENT, b'{"kind": 1301, "when": 1704164645.0, "index": 3, "context": {"ok": true}}']
+    peer.wait_until_subscribed(timeout=10)  # heartbeats go on
     assert peer.request({"command": 400, "nonce": 4})["result"] == 100
     # Sequence numbers have no hole where the rejected events were.
     assert service.snapshot()["sequences"]["4001"] == 1
@@ -159,12 +160,14 @@ class _StuckTransport:
 
     def __init__(self) -> None:
         self.unblock = threading.Event()
+        self.published = 0
 
     def start(self, sink) -> None:
         pass
 
     def publish(self, message) -> None:
-        self.unblock.wait(10)
+        self.unblock.wait(120)
+        self.published += 1
 
     def stop(self, flush_timeout: float) -> None:
         pass
@@ -176,10 +179,17 @@ def test_stop_flush_is_bounded_by_its_timeout(no_leaked_threads):
     service.start()
     for index in range(3):
         service.send_event_dict(_event(index))
-    started = time.monotonic()
-    service.stop(timeout=0.3)
-    assert time.monotonic() - started < 3.0
-    transport.unblock.set()
+    # the transport drains nothing until unblocked, so a stop() that returns before that did
+    # not wait for it (how close to its timeout stop() returns: benchmarks/timing_checks.py)
+    stopper = threading.Thread(target=service.stop, kwargs={"timeout": 0.3})
+    stopper.start()
+    stopper.join(60)
+    try:
+        assert not stopper.is_alive(), "stop() waits for a transport that never drains"
+        assert transport.published == 0
+    finally:
+        transport.unblock.set()
+        stopper.join(60)
 
 
 def test_every_message_carries_a_per_topic_sequence_number(make_service, make_peer):

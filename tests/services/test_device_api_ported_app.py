@@ -109,7 +109,7 @@ def _observe(app: RunningApplication, zmq_context) -> list:
     peer = ZmqPeer(zmq_context, app.subscriber_port, app.command_port)
     try:
         observed = [("heartbeat", _normalised(peer.wait_until_subscribed(timeout=15)))]
-        for request, events in zip(REQUESTS, EVENTS_PER_REQUEST):
+        for request, events in zip(REQUESTS, EVENTS_PER_REQUEST, strict=True):
             observed.append(("reply", peer.request(request, timeout=10)))
             observed.extend(("event", _normalised(frames)) for frames in peer.collect_non_heartbeats(events))
         for kind in ("tunnelEnter", "trialAnimalSeen", "6501"):

@@ -143,7 +143,8 @@ def _echoing_delegate(api, seen):
         seen.append(request)
         return api.ApiCommandRequestResponse(
             result=api.ApiCommandRequestResult.SUCCESS,
-            data={"command_name": request.command.name, "echo_data": request.data, "custom_command": request.custom_command,
+            data={"command_name": request.command.name, "echo_data": request.data,
+                  "custom_command": request.custom_command,
                   "status_value": "Mixed_Case_Value"})
     return handle
 
@@ -181,7 +182,7 @@ def test_every_command_gets_an_identical_reply(both, command):
 @pytest.mark.parametrize("result", list(reference.ApiCommandRequestResult), ids=lambda r: r.name)
 def test_every_result_with_and_without_an_error_code_gets_an_identical_reply(both, result):
     for error_code in (0, 42):
-        def delegate_for(api):
+        def delegate_for(api, error_code=error_code):
             def handle(request):
                 return api.ApiCommandRequestResponse(result=api.ApiCommandRequestResult(int(result)),
                                                      error_code=error_code, error_message="the Reason_Why")
@@ -215,7 +216,7 @@ def test_an_asynchronous_command_gives_identical_reply_and_result_event(both):
     replies = _replies(both, {"command": 50, "nonce": 77, "data": None}, delegate_for)
     assert replies["ours"] == replies["reference"]
     assert json.loads(replies["ours"])["result"] == 201
-    for (api, request), (_, service) in zip(pending, both.devices.values()):
+    for (api, request), (_, service) in zip(pending, both.devices.values(), strict=True):
         service.send_command_result(api.ApiCommandRequestResponse(
             result=api.ApiCommandRequestResult.SUCCESS, data={"frames_written": 3},
             command=request.command, nonce=request.nonce))

@@ -112,7 +112,8 @@ def test_status_exit_code_4_when_the_supervisor_does_not_answer(tmp_path, scope)
     sf.write(control_address=f"shm://{scope}", control_tcp_address="tcp://127.0.0.1:9",
              ini="nowhere.ini", started_at=time.time())
     try:
-        import subprocess, sys
+        import subprocess
+        import sys
         from supervisor_harness import REPO
         env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "xdg"))
         result = subprocess.run([sys.executable, "-m", "speedysvc", "status"], cwd=REPO, env=env,
@@ -152,27 +153,29 @@ def test_second_sigint_stops_at_once(make_supervisor):
     sup = make_supervisor({"Work": {}}, defaults={"graceful_timeout": "60s"}).start()
     worker_pid = sup.pids("work")[0]
     client = speedysvc.connect("work", f"shm://{sup.scope}")
-    caller = threading.Thread(target=lambda: _swallow(client.sleep, 30))
+    outcome = {}
+
+    def slow_call():
+        try:
+            outcome["value"] = client.sleep(30)
+        except Exception as exc:  # noqa: BLE001 - the worker is killed under this call on purpose
+            outcome["error"] = exc
+
+    caller = threading.Thread(target=slow_call)
     caller.start()
     wait_until(lambda: any(w["state"] == "busy" for w in sup.service("work")["workers"]),
                message="the call to be in flight")
-    started = time.monotonic()
     sup.signal(signal.SIGINT)
     wait_until(lambda: "stopping gracefully" in sup.log_text(), message="the first SIGINT")
     sup.signal(signal.SIGINT)
     assert sup.proc.wait(30) == 0, sup.log_text()
-    assert time.monotonic() - started < 25, sup.log_text()   # not the 30 s call or 60 s timeout
     caller.join(30)
     client.close()
+    # at once: the call in flight was cut off, not waited for (neither the 30 s call nor the
+    # 60 s graceful timeout ran out; how soon it stops: benchmarks/timing_checks.py)
+    assert not caller.is_alive() and "error" in outcome, outcome
     sup.seen_pids.add(worker_pid)
     assert naming.list_objects(sup.scope) == []
-
-
-def _swallow(fn, *args):
-    try:
-        fn(*args)
-    except Exception:  # noqa: BLE001 - the worker is killed under this call on purpose
-        pass
 
 
 def test_ctrl_c_to_the_whole_process_group_stops_without_restarting_workers(make_supervisor):

@@ -2,6 +2,7 @@
 memory recycling without losing a call, and hung-worker replacement."""
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -41,10 +42,10 @@ def test_crash_loop_backs_off_then_marks_the_service_failed(make_supervisor):
     assert delays == [0.2, 0.4, 0.8]
     with open(os.path.join(sup.marks_dir, "marks.txt")) as f:
         starts = [float(line.split()[1]) for line in f if line.startswith("crashy-start")]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # each restart waited at least its back-off delay (a lower bound: a loaded machine only
     # makes gaps longer, so this cannot flake the way comparing the gaps with each other did)
-    assert len(starts) == 4 and all(gap >= delay for gap, delay in zip(gaps, delays))
+    assert len(starts) == 4 and all(gap >= delay for gap, delay in zip(gaps, delays, strict=True))
     # the failure stays put (no spinning) and the other service is untouched
     assert sup.service("work")["status"] == "running"
     # `start` tries again from a clean slate

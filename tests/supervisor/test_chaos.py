@@ -79,7 +79,7 @@ class Callers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-                raise AssertionError(f"caller {proc.pid} did not stop: a call hangs")
+                raise AssertionError(f"caller {proc.pid} did not stop: a call hangs") from None
 
 
 def _workers(sup) -> list[psutil.Process]:

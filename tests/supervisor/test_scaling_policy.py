@@ -1,4 +1,5 @@
 """The scaling decision, without processes: readings in, desired worker count and reason out."""
+import itertools
 import math
 import textwrap
 
@@ -200,7 +201,7 @@ def test_no_change_in_a_direction_during_its_cooldown(m, s, state, now):
 
 
 def _is_monotonic(counts):
-    steps = [b - a for a, b in zip(counts, counts[1:]) if b != a]
+    steps = [b - a for a, b in itertools.pairwise(counts) if b != a]
     return all(x > 0 for x in steps) or all(x < 0 for x in steps)
 
 
