@@ -26,12 +26,12 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Optional, cast
+from typing import TYPE_CHECKING, Any, Optional
 
 from .exit_codes import EXIT_BOOT_FAILURE, EXIT_CONFIG, EXIT_OK  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
-    from .methods import ServerMethodsBase
+    pass
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -335,8 +335,7 @@ def _logs_from_files(args: argparse.Namespace) -> int:
     places = {SUPERVISOR_LOG: (cfg.supervisor.log_dir, SUPERVISOR_LOG)}
     for svc in cfg.services:
         try:
-            # (a ServerMethodsBase subclass, validated at load; service_class() is typed `type`)
-            name = cast("type[ServerMethodsBase]", svc.service_class()).service_name()
+            name = svc.service_class().service_name()
         except Exception:  # noqa: BLE001 - an unimportable class still has its section's logs
             name = svc.name
         places[name] = places[svc.name] = (svc.log_dir, name)

@@ -28,7 +28,7 @@ from ..exit_codes import EXIT_BOOT_FAILURE, EXIT_OK
 from ..monitoring.log_store import LogReader
 from ..monitoring.metrics_store import MetricsStore
 from ..naming import CONTROL_SERVICE_NAME
-from . import commands, reload_planner
+from . import commands
 from . import service_pool as sp_mod
 from .command_queue import CommandQueue, ControlUnavailable
 from .config import Config, ServiceConfig
@@ -52,7 +52,7 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
 
 class Arbiter:
     def __init__(self, config: Config, *, system: Optional[System] = None,
-                 pool_factory: Optional[Callable] = None):
+                 pool_factory: Optional[Callable[..., Any]] = None):
         self.config = config
         self.scope = config.supervisor.scope
         self.system = system or System()
@@ -147,6 +147,11 @@ class Arbiter:
         return sp_mod.ServicePool(svc, cls, self.scope, system=self.system, logs=logs,
                                   pool_factory=self.pool_factory)
 
+    def _web(self) -> WebMonitorProcess:
+        if self.web is None:
+            raise RuntimeError("the supervisor is not set up")
+        return self.web
+
     def _served_names(self) -> list[str]:
         """What the state file lists, so clients without a scope in their address find us."""
         return sorted({CONTROL_SERVICE_NAME, *(sp.name for sp in self.pools.values())})
@@ -189,8 +194,9 @@ class Arbiter:
             self.reloader.add_replacements()
             self.runtime.collect_metrics(self.pools.values())
             self.runtime.sweep_dead_clients()
-            self.web.tick(stopping=self.phase == "stopping")
-            if self.runtime.state_differs(self._served_names(), self.web.url):
+            web = self._web()
+            web.tick(stopping=self.phase == "stopping")
+            if self.runtime.state_differs(self._served_names(), web.url):
                 self._write_state()
             if self.phase == "stopping" and self._advance_stop():
                 return
@@ -201,8 +207,9 @@ class Arbiter:
                  *self.runtime.next_wakeups()]
         if self._boot_queue or self.phase == "stopping":
             times.append(now + sp_mod.POLL_WHILE_CHANGING_S)
-        if self.web is not None and self.web.next_wakeup() is not None:
-            times.append(self.web.next_wakeup())
+        web_at = self.web.next_wakeup() if self.web is not None else None
+        if web_at is not None:
+            times.append(web_at)
         return max(0.0, min(times) - now)
 
     def _wait(self, timeout: float) -> None:
@@ -299,7 +306,7 @@ class Arbiter:
                 sp.kill_all()
 
     # -- reload ------------------------------------------------------------------------------
-    def reload(self) -> dict:
+    def reload(self) -> dict[str, Any]:
         """Re-read the .ini file and apply what changed (SIGHUP, and the reload command)."""
         return self.reloader.reload()
 

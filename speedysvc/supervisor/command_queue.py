@@ -17,15 +17,16 @@ class ControlUnavailable(Exception):
 
 class CommandQueue:
     def __init__(self, wake: Callable[[], None]):
-        self._queue: "queue.SimpleQueue[tuple[str, tuple, concurrent.futures.Future]]" = queue.SimpleQueue()
+        self._queue: "queue.SimpleQueue[tuple[str, tuple[Any, ...], concurrent.futures.Future[Any]]]" = (
+            queue.SimpleQueue())
         self._wake = wake
         self._accepting = True
 
-    def submit(self, command: str, args: tuple, timeout: float) -> Any:
+    def submit(self, command: str, args: tuple[Any, ...], timeout: float) -> Any:
         """Queue `command` and wait for its result (from a control API thread)."""
         if not self._accepting:
             raise ControlUnavailable("the supervisor is shutting down")
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._queue.put((command, args, future))
         self._wake()
         deadline = time.monotonic() + timeout
@@ -41,7 +42,7 @@ class CommandQueue:
     def waiting(self) -> bool:
         return not self._queue.empty()
 
-    def run_all(self, run: Callable[[str, tuple], Any]) -> None:
+    def run_all(self, run: Callable[[str, tuple[Any, ...]], Any]) -> None:
         """Carry out every queued command (main loop)."""
         for command, args, future in self._pending():
             try:
@@ -55,7 +56,7 @@ class CommandQueue:
         for _command, _args, future in self._pending():
             future.set_exception(ControlUnavailable("the supervisor is shutting down"))
 
-    def _pending(self) -> Iterator[tuple[str, tuple, concurrent.futures.Future]]:
+    def _pending(self) -> Iterator[tuple[str, tuple[Any, ...], concurrent.futures.Future[Any]]]:
         """Queued commands whose callers still wait for them."""
         while True:
             try:

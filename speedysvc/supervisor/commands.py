@@ -50,27 +50,28 @@ class Command:
         return inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
                                   *(p.parameter() for p in self.params)])
 
-    def convert(self, args: tuple, kwargs: dict) -> tuple:
+    def convert(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """The arguments in parameter order, each through its converter (None stays None)."""
         bound = inspect.Signature([p.parameter() for p in self.params]).bind(*args, **kwargs)
         bound.apply_defaults()
         return tuple(None if value is None else p.convert(value)
-                     for p, value in zip(self.params, bound.arguments.values()))
+                     for p, value in zip(self.params, bound.arguments.values(), strict=True))
 
 
 COMMANDS: dict[str, Command] = {}
 
 
 def command(name: str, help: str, *params: Param, on_loop: bool = True,
-            changes_state: bool = True, while_stopping: bool = False) -> Callable[[Callable], Callable]:
-    def register(handler: Callable) -> Callable:
+            changes_state: bool = True,
+            while_stopping: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
         COMMANDS[name] = Command(name, help, params, handler, on_loop, changes_state,
                                  while_stopping or not changes_state)
         return handler
     return register
 
 
-def _result(ok: bool, message: str) -> dict:
+def _result(ok: bool, message: str) -> dict[str, Any]:
     return {"ok": ok, "message": message}
 
 
@@ -79,7 +80,7 @@ _NAME = Param("name", str, help="the service (its name or its .ini section)")
 
 # -- reading -------------------------------------------------------------------------------
 @command("status", "The supervisor and every service, with their workers", changes_state=False)
-def status(arbiter: Any) -> dict:
+def status(arbiter: Any) -> dict[str, Any]:
     services = []
     for sp in arbiter.pools.values():
         latest = arbiter.collector.latest.get(sp.name, {}) if sp.has_workers else {}
@@ -102,7 +103,7 @@ def status(arbiter: Any) -> dict:
          Param("level", str.upper, None, "only entries at this level or above"),
          Param("after", int, None, "entries after this cursor"), on_loop=False, changes_state=False)
 def logs(arbiter: Any, name: str, lines: int, text: Optional[str], level: Optional[str],
-         after: Optional[int]) -> dict:
+         after: Optional[int]) -> dict[str, Any]:
     entries, cursor = arbiter.log_reader(name).query(lines=lines, text=text or None, level=level,
                                                      after=after)
     return {"entries": entries, "cursor": cursor}
@@ -111,21 +112,22 @@ def logs(arbiter: Any, name: str, lines: int, text: Optional[str], level: Option
 @command("metrics", "Time series of a service's memory, CPU, calls and latency", _NAME,
          Param("since", float, None), Param("until", float, None), on_loop=False,
          changes_state=False)
-def metrics(arbiter: Any, name: str, since: Optional[float], until: Optional[float]) -> dict:
-    return arbiter.metrics_store_for(name).series(arbiter.service_name(name), since=since,
-                                                  until=until)
+def metrics(arbiter: Any, name: str, since: Optional[float], until: Optional[float]) -> dict[str, Any]:
+    series: dict[str, Any] = arbiter.metrics_store_for(name).series(
+        arbiter.service_name(name), since=since, until=until)
+    return series
 
 
 # -- steering ------------------------------------------------------------------------------
 @command("start", "Start a stopped or failed service", _NAME)
-def start(arbiter: Any, name: str) -> dict:
+def start(arbiter: Any, name: str) -> dict[str, Any]:
     sp = arbiter.lookup(name)
     already = sp.status in ("running", "starting")
     return _result(not already, sp.start())
 
 
 @command("stop", "Stop a service gracefully", _NAME, while_stopping=True)
-def stop(arbiter: Any, name: str) -> dict:
+def stop(arbiter: Any, name: str) -> dict[str, Any]:
     sp = arbiter.lookup(name)
     already = not sp.has_workers
     message = sp.stop()
@@ -136,19 +138,19 @@ def stop(arbiter: Any, name: str) -> dict:
 
 @command("restart", "Rolling restart: new workers start first, old ones stop once they serve",
          _NAME)
-def restart(arbiter: Any, name: str) -> dict:
+def restart(arbiter: Any, name: str) -> dict[str, Any]:
     return _result(True, arbiter.lookup(name).restart())
 
 
 @command("scale", "Set the number of workers of a service", _NAME,
          Param("n", int, help="the number of workers"))
-def scale(arbiter: Any, name: str, n: int) -> dict:
+def scale(arbiter: Any, name: str, n: int) -> dict[str, Any]:
     return _result(*arbiter.lookup(name).scale(n))
 
 
 @command("restart_worker", "Replace one worker of a service", _NAME,
          Param("worker_id", int, help="the worker's id (see status)"), while_stopping=True)
-def restart_worker(arbiter: Any, name: str, worker_id: int) -> dict:
+def restart_worker(arbiter: Any, name: str, worker_id: int) -> dict[str, Any]:
     sp = arbiter.lookup(name)
     if not sp.has_workers:
         return _result(False, f"{sp.name} is {sp.status}")
@@ -164,18 +166,19 @@ def _note(value: Any) -> str:
 @command("set_note", "A short state a service reports about itself (shown by status and the "
          "web monitor); None clears it", _NAME, Param("note", _note, help="the note, or None to clear it"),
          while_stopping=True)
-def set_note(arbiter: Any, name: str, note: Optional[str]) -> dict:
+def set_note(arbiter: Any, name: str, note: Optional[str]) -> dict[str, Any]:
     sp = arbiter.lookup(name)
     sp.set_note(note or None)
     return _result(True, f"{sp.name}: note set")
 
 
 @command("reload", "Re-read the .ini file, as SIGHUP does", while_stopping=True)  # says why itself
-def reload(arbiter: Any) -> dict:
-    return arbiter.reload()
+def reload(arbiter: Any) -> dict[str, Any]:
+    result: dict[str, Any] = arbiter.reload()
+    return result
 
 
-def run(arbiter: Any, name: str, args: tuple) -> Any:
+def run(arbiter: Any, name: str, args: tuple[Any, ...]) -> Any:
     """Carry out a command (already on the right thread); args are converted."""
     cmd = COMMANDS[name]
     if not cmd.while_stopping and arbiter.phase == "stopping":

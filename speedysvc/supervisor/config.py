@@ -16,10 +16,13 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from . import converters as c
 from .options import OPTIONS, SERVICE, SUPERVISOR, WEB_MONITOR, Option, options_for
+
+if TYPE_CHECKING:  # the supervisor imports service modules only when it must
+    from ..methods import ServerMethodsBase
 
 DEFAULTS_SECTION = "defaults"
 _SPECIAL = {DEFAULTS_SECTION: DEFAULTS_SECTION, WEB_MONITOR: WEB_MONITOR, SUPERVISOR: SUPERVISOR}
@@ -106,9 +109,9 @@ class ServiceConfig:
     metrics_interval: float
     metrics_retention: float
 
-    def service_class(self) -> type:
+    def service_class(self) -> type[ServerMethodsBase]:
         """Import and return the service class (the section's name from `import_from`)."""
-        cls: type = getattr(importlib.import_module(self.import_from), self.name)
+        cls: type[ServerMethodsBase] = getattr(importlib.import_module(self.import_from), self.name)
         return cls
 
     @property
@@ -146,7 +149,7 @@ class Config:
     services: list[ServiceConfig]    # in file order
     web_monitor: WebMonitorConfig
     supervisor: SupervisorConfig
-    warnings: list = field(default_factory=list)  # [ConfigProblem] worth logging, not fatal
+    warnings: list[ConfigProblem] = field(default_factory=list)  # worth logging, not fatal
 
     def service(self, name: str) -> ServiceConfig:
         for s in self.services:
@@ -205,7 +208,7 @@ def config_diff(old: Config, new: Config) -> ConfigDiff:
     )
 
 
-def load_config(path: str | os.PathLike, *, check_imports: bool = True) -> Config:
+def load_config(path: str | os.PathLike[str], *, check_imports: bool = True) -> Config:
     """Read and validate `path`. Raises ConfigError listing every problem.
 
     With check_imports, each service class is imported (so its `port` is known) after the
@@ -479,9 +482,9 @@ class _Loader:
         if bind is not None and bind.port is not None:
             if port is not None and port != bind.port and "port" not in failed:
                 self.problem(name, "port", f"the port of tcp_bind ({bind.port})", str(port))
-            return bind.port
+            return int(bind.port)
         if port is not None:
-            return port
+            return int(port)
         class_port = getattr(cls, "port", None)
         if cls is not None and bind is not None and not isinstance(class_port, int):
             self.problem(name, "port", f"a port, as {name}.port is not set", None,
@@ -493,7 +496,7 @@ class _Loader:
             self.problem(section, "host", "a loopback address unless password_hash is set",
                          web.host, "the web monitor can start and stop services")
 
-    def _check_unique(self, services: list, classes: dict[str, type | None], web: Any,
+    def _check_unique(self, services: list[Any], classes: dict[str, type | None], web: Any,
                       supervisor: Any) -> None:
         used: dict[int, str] = {}
         if web.enabled and web.port:

@@ -17,13 +17,14 @@ from .commands import COMMANDS, Command, UnknownService
 __all__ = ["CONTROL_SERVICE_NAME", "ControlService", "UnknownService"]
 
 
-def _method(cmd: Command) -> Callable:
+def _method(cmd: Command) -> Callable[..., Any]:
     def method(self: "ControlService", *args: Any, **kwargs: Any) -> Any:
         return self.arbiter.call(cmd.name, *cmd.convert(args, kwargs))
     method.__name__ = method.__qualname__ = cmd.name
     method.__doc__ = cmd.help
     method.__signature__ = cmd.signature()  # type: ignore[attr-defined]  # what describe() shows
-    return msgpack_method(method)
+    exposed: Callable[..., Any] = msgpack_method(method)
+    return exposed
 
 
 class ControlService(ServerMethodsBase):

@@ -34,7 +34,7 @@ def converter(expected: str,
     return mark
 
 
-def _fail(fn: Callable, value: str) -> ConversionError:
+def _fail(fn: Callable[..., Any], value: str) -> ConversionError:
     return ConversionError(fn.expected, value)  # type: ignore[attr-defined]
 
 
@@ -52,7 +52,7 @@ def boolean(value: str) -> bool:
     raise _fail(boolean, value)
 
 
-def _integer(fn: Callable, value: str, minimum: int, maximum: float = math.inf) -> int:
+def _integer(fn: Callable[..., Any], value: str, minimum: int, maximum: float = math.inf) -> int:
     v = value.strip()
     try:
         n = int(v, 10)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 _BOOTSTRAP = (
     "import ctypes, os, signal, sys\n"
@@ -28,7 +28,7 @@ def bound_command(argv: list[str]) -> list[str]:
     return [sys.executable, "-c", _BOOTSTRAP, str(os.getpid()), *argv]
 
 
-def start_helper(argv: list[str], env: Optional[dict] = None) -> subprocess.Popen:
+def start_helper(argv: list[str], env: Optional[dict[str, Any]] = None) -> "subprocess.Popen[bytes]":
     """Start `argv` (argv[0] an absolute path) with piped stdout/stderr, bound to our life."""
     return subprocess.Popen(bound_command(argv), env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

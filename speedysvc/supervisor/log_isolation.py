@@ -18,7 +18,7 @@ def dirs_of(config: Any) -> list[str]:
     return sorted({config.supervisor.log_dir, *(svc.log_dir for svc in config.services)})
 
 
-def taken_dirs(live_states: Iterable[dict], scope: str) -> set[str]:
+def taken_dirs(live_states: Iterable[dict[str, Any]], scope: str) -> set[str]:
     """Log directories in use by running supervisors of other scopes."""
     taken: set[str] = set()
     for state in live_states:

@@ -40,7 +40,7 @@ class Option:
 
     @property
     def expected(self) -> str:
-        text = self.converter.expected  # type: ignore[attr-defined]
+        text: str = self.converter.expected  # type: ignore[attr-defined]  # converters carry .expected
         lo, hi = self.minimum, self.maximum
         if lo is not None and hi is not None:
             return f"{text}, between {self.format(lo)} and {self.format(hi)}"
@@ -73,7 +73,8 @@ class Option:
             return ""
         if self.secret and mask_secrets and value:
             return SECRET_MASK
-        return self.converter.format(value)  # type: ignore[attr-defined]
+        text: str = self.converter.format(value)  # type: ignore[attr-defined]  # converters carry .format
+        return text
 
 
 def _cpu_count() -> int:
@@ -91,7 +92,7 @@ def _default_runtime_dir() -> str:
     return os.path.join(tempfile.gettempdir(), f"speedysvc-{os.getuid()}")
 
 
-def _service(name: str, converter: Callable, default: Any, help: str, **kw: Any) -> Option:
+def _service(name: str, converter: Callable[..., Any], default: Any, help: str, **kw: Any) -> Option:
     return Option(name, SERVICE, converter, default, help, **kw)
 
 

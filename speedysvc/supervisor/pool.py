@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import IO, Optional
+from typing import Any, IO, Optional
 
 from .. import naming
 from ..methods import ServerMethodsBase
@@ -35,7 +35,7 @@ log = logging.getLogger("speedysvc.pool")
 class WorkerProcess:
     worker_id: int
     slot: int
-    popen: subprocess.Popen
+    popen: "subprocess.Popen[bytes]"
     started_at: float = field(default_factory=time.time)
     stopping_since: Optional[float] = None
     booted: bool = False  # set when reaped: had it reached its serving loop?
@@ -51,8 +51,8 @@ class WorkerProcess:
 class WorkerPool:
     def __init__(self, service_cls: type, scope: str, *, import_path: Optional[str] = None,
                  name: Optional[str] = None, allow_insecure: Optional[bool] = None,
-                 env: Optional[dict] = None, stdout: "int | IO | None" = None,
-                 stderr: "int | IO | None" = None,
+                 env: Optional[dict[str, Any]] = None, stdout: "int | IO[Any] | None" = None,
+                 stderr: "int | IO[Any] | None" = None,
                  tcp: Optional[TCPSettings] = None):
         if not (isinstance(service_cls, type) and issubclass(service_cls, ServerMethodsBase)):
             raise TypeError(f"{service_cls!r} is not a ServerMethodsBase subclass")
@@ -70,7 +70,7 @@ class WorkerPool:
         self.tcp = tcp
         self.tcp_port: Optional[int] = None
         self._listener: Optional[socket.socket] = None
-        self.front: Optional[subprocess.Popen] = None  # the TCP front process (tcp/front.py)
+        self.front: "Optional[subprocess.Popen[bytes]]" = None  # the TCP front process (tcp/front.py)
         self._front_started_at = 0.0
         self._front_draining = False
         self.segment: Optional[ss.ServiceSegment] = None
@@ -94,9 +94,9 @@ class WorkerPool:
 
         Plain bind, no SO_REUSEPORT: a port another deployment holds is refused, never shared
         (the kernel would split the callers between the two)."""
-        host, port = self.tcp.host, self.tcp.port
+        host, port = self._tcp.host, self._tcp.port
         try:
-            self.tcp.tls_context()  # unreadable certificates fail here, not in the front
+            self._tcp.tls_context()  # unreadable certificates fail here, not in the front
         except ValueError as exc:
             raise OSError(errno.EINVAL, f"{self.name} cannot serve TLS: {exc}") from None
         try:
@@ -108,12 +108,26 @@ class WorkerPool:
         self.tcp_port = self._listener.getsockname()[1]
 
     @property
+    def _seg(self) -> ss.ServiceSegment:
+        """The segment, once open() made it."""
+        if self.segment is None:
+            raise RuntimeError(f"the pool of {self.name!r} is not open")
+        return self.segment
+
+    @property
+    def _tcp(self) -> TCPSettings:
+        """The TCP settings of a pool that serves TCP."""
+        if self.tcp is None:
+            raise RuntimeError(f"{self.name!r} does not serve TCP")
+        return self.tcp
+
+    @property
     def tcp_address(self) -> Optional[str]:
         if self.tcp_port is None:
             return None
-        return self.tcp.address(self.tcp_port)
+        return self._tcp.address(self.tcp_port)
 
-    def _child_env(self) -> dict:
+    def _child_env(self) -> dict[str, Any]:
         env = dict(os.environ if self.env is None else self.env)
         env.pop("SPEEDYSVC_TCP_SECRET", None)
         env["SPEEDYSVC_SCOPE"] = self.scope  # so "shm://" inside a worker reaches its siblings
@@ -126,14 +140,15 @@ class WorkerPool:
         """One process per pool serves the TCP connections and feeds their calls into the
         shared-memory queue (tcp/front.py). Started from the thread that starts workers, so
         that it dies with the pool's host like they do."""
+        assert self._listener is not None, "_reserve_port() comes first"
         fd = self._listener.fileno()
-        settings = {f.name: getattr(self.tcp, f.name) for f in dataclasses.fields(self.tcp)
+        settings = {f.name: getattr(self._tcp, f.name) for f in dataclasses.fields(self._tcp)
                     if f.name not in ("host", "port", "secret")}
         cmd = [sys.executable, "-m", "speedysvc.tcp.front", "--scope", self.scope, "--name", self.name,
                "--listen-fd", str(fd), "--parent-pid", str(os.getpid()), "--settings", json.dumps(settings)]
         env = self._child_env()
-        if self.tcp.secret:
-            env["SPEEDYSVC_TCP_SECRET"] = self.tcp.secret  # never on the command line
+        if self._tcp.secret:
+            env["SPEEDYSVC_TCP_SECRET"] = self._tcp.secret  # never on the command line
         # its log goes where this process's goes (worker pipes are per worker)
         self.front = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(fd,))
         self._front_started_at = time.monotonic()
@@ -188,7 +203,7 @@ class WorkerPool:
         if self.tcp is not None:
             self._check_front()
         worker_id = next(self._ids)
-        slot = self.segment.claim_slot(worker_id)
+        slot = self._seg.claim_slot(worker_id)
         cmd = [sys.executable, "-m", "speedysvc.worker_main", "--service", self.import_path,
                "--scope", self.scope, "--name", self.name, "--slot", str(slot),
                "--worker-id", str(worker_id), "--parent-pid", str(os.getpid())]
@@ -199,9 +214,9 @@ class WorkerPool:
             popen = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=self.stdout,
                                      stderr=self.stderr, start_new_session=False)
         except OSError:
-            self.segment.release_slot(slot)
+            self._seg.release_slot(slot)
             raise
-        self.segment.set_worker_word(slot, ss.W_PID, popen.pid)
+        self._seg.set_worker_word(slot, ss.W_PID, popen.pid)
         worker = WorkerProcess(worker_id, slot, popen)
         self.workers.append(worker)
         return worker
@@ -210,7 +225,7 @@ class WorkerPool:
         """Workers that have entered their serving loop."""
         n = 0
         for w in self.workers:
-            state = self.segment.worker_word(w.slot, ss.W_STATE)
+            state = self._seg.worker_word(w.slot, ss.W_STATE)
             if w.alive() and state in (ss.IDLE, ss.BUSY) and w.stopping_since is None:
                 n += 1
         return n
@@ -244,9 +259,9 @@ class WorkerPool:
             code = w.popen.poll()
             if code is not None:
                 self.workers.remove(w)
-                state = self.segment.worker_word(w.slot, ss.W_STATE)
+                state = self._seg.worker_word(w.slot, ss.W_STATE)
                 w.booted = state in (ss.IDLE, ss.BUSY, ss.STOPPING, ss.EXITED)
-                self.segment.release_slot(w.slot)
+                self._seg.release_slot(w.slot)
                 gone.append((w, code))
                 if state not in (ss.EXITED,) and w.stopping_since is None:
                     log.warning("worker %s (pid %s) of %s exited with code %s", w.worker_id, w.pid,
@@ -257,7 +272,7 @@ class WorkerPool:
         """Graceful: the worker finishes its current call, then exits."""
         if worker.stopping_since is None:
             worker.stopping_since = time.monotonic()
-        self.segment.request_stop(worker.slot)
+        self._seg.request_stop(worker.slot)
         try:
             worker.popen.send_signal(signal.SIGTERM)
         except ProcessLookupError:

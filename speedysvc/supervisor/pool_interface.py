@@ -45,7 +45,7 @@ class SupervisedPool(ABC):
         """Workers exist (starting, running or stopping): False once fully stopped."""
 
     @abstractmethod
-    def status_dict(self, latest: dict[int, dict], totals: dict) -> dict:
+    def status_dict(self, latest: dict[int, dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:
         """The control API's ServiceStatus; `latest` and `totals` come from the collector."""
 
     @abstractmethod

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from . import reload_planner
 from .config import ConfigError, load_config
+from .pool_interface import SupervisedPool
 from .runtime import BootError
 
 log = logging.getLogger("speedysvc.supervisor")
@@ -20,7 +21,7 @@ class Reloader:
         self.arbiter = arbiter
         self.replacing: dict[str, Any] = {}   # section -> config of the pool to add once stopped
 
-    def reload(self) -> dict:
+    def reload(self) -> dict[str, Any]:
         """Re-read the .ini file and apply what changed (SIGHUP, and the reload command)."""
         a = self.arbiter
         if a.phase == "stopping":
@@ -52,6 +53,7 @@ class Reloader:
 
     def _apply(self, step: reload_planner.Step) -> Optional[str]:
         a = self.arbiter
+        sp: SupervisedPool
         svc = step.config
         if step.action == reload_planner.ADD:
             return self._add_pool(step.section, svc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -21,11 +21,11 @@ class RestartPolicy:
     loop_restarts: int
     loop_window: float
     loop_backoff: float = 0.0
-    crashes: deque = field(default_factory=deque)
+    crashes: deque[float] = field(default_factory=deque)
     consecutive: int = 0
 
     @classmethod
-    def from_service(cls, svc) -> "RestartPolicy":
+    def from_service(cls, svc: Any) -> "RestartPolicy":
         return cls(svc.restart_backoff_initial, svc.restart_backoff_max, svc.crash_loop_restarts,
                    svc.crash_loop_window, svc.crash_loop_backoff)
 
@@ -43,13 +43,14 @@ class RestartPolicy:
         if len(self.crashes) >= self.loop_restarts:
             return None
         self.consecutive += 1
-        return min(self.initial * 2 ** (self.consecutive - 1), self.maximum)
+        delay: float = min(self.initial * 2 ** (self.consecutive - 1), self.maximum)
+        return delay
 
     def reset(self) -> None:
         self.crashes.clear()
         self.consecutive = 0
 
-    def update_settings(self, svc) -> None:
+    def update_settings(self, svc: Any) -> None:
         self.initial, self.maximum = svc.restart_backoff_initial, svc.restart_backoff_max
         self.loop_restarts, self.loop_window = svc.crash_loop_restarts, svc.crash_loop_window
         self.loop_backoff = svc.crash_loop_backoff

@@ -10,7 +10,7 @@ import logging
 import os
 import secrets
 import sys
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, TypeVar
 
 from .. import naming
 from ..monitoring.collector import Collector, ServiceSnapshot
@@ -31,15 +31,24 @@ class BootError(Exception):
     """The supervisor could not start (exit code 70)."""
 
 
+T = TypeVar("T")
+
+
+def _opened(value: Optional[T]) -> T:
+    if value is None:
+        raise RuntimeError("the supervisor's runtime is not open")
+    return value
+
+
 class SupervisorRuntime:
     def __init__(self, config: Any, system: System):
         self.config = config
         self.scope: str = config.supervisor.scope
         self.system = system
-        self.state: Optional[StateFile] = None
-        self.capture: Optional[LogCapture] = None
-        self.metrics: Optional[MetricsStore] = None
-        self.collector: Optional[Collector] = None
+        self._state: Optional[StateFile] = None
+        self._capture: Optional[LogCapture] = None
+        self._metrics: Optional[MetricsStore] = None
+        self._collector: Optional[Collector] = None
         self.control: Any = None
         self.control_secret: Optional[str] = None
         self.shared_log_dirs: set[str] = set()  # log dirs another running supervisor writes to
@@ -48,19 +57,36 @@ class SupervisorRuntime:
         self._next_collect: dict[str, float] = {}
         self._next_client_sweep = 0.0
 
+    # what open() sets up; asking before it is a programming error
+    @property
+    def state(self) -> StateFile:
+        return _opened(self._state)
+
+    @property
+    def capture(self) -> LogCapture:
+        return _opened(self._capture)
+
+    @property
+    def metrics(self) -> MetricsStore:
+        return _opened(self._metrics)
+
+    @property
+    def collector(self) -> Collector:
+        return _opened(self._collector)
+
     # -- set-up and tear-down ------------------------------------------------------------
     def open(self) -> Any:
         """Lock the scope, sweep, set up logs and metrics; returns the configuration as it
         applies (log directories moved apart from another running supervisor's)."""
         sup = self.config.supervisor
-        self.state = StateFile(sup.runtime_dir, self.scope)
-        self.state.acquire()
+        self._state = StateFile(sup.runtime_dir, self.scope)
+        self._state.acquire()
         swept = naming.sweep(self.scope)
         dead_scopes = reap_dead_scopes()
         self.shared_log_dirs = log_isolation.taken_dirs(find_all()[0], self.scope)
         moved = sorted(self.shared_log_dirs & set(log_isolation.dirs_of(self.config)))
         self.config = self.isolate(self.config)
-        self.capture = LogCapture()
+        self._capture = LogCapture()
         self._install_logging()
         if swept:
             log.warning("removed %d shared-memory object(s) left by an earlier run of scope %s",
@@ -73,9 +99,9 @@ class SupervisorRuntime:
                         "(scopes %s)", ", ".join(dead_scopes))
         for problem in self.config.warnings:
             log.warning("configuration: %s", problem)
-        self.metrics = MetricsStore(os.path.join(self.config.supervisor.log_dir, "metrics.sqlite"),
+        self._metrics = MetricsStore(os.path.join(self.config.supervisor.log_dir, "metrics.sqlite"),
                                     max(s.metrics_retention for s in self.config.services))
-        self.collector = Collector(self.metrics)
+        self._collector = Collector(self.metrics)
         return self.config
 
     def isolate(self, config: Any) -> Any:
@@ -127,21 +153,21 @@ class SupervisorRuntime:
                          log_dirs=log_isolation.dirs_of(config), services=services)
 
     def state_differs(self, services: list[str], web_url: Optional[str]) -> bool:
-        data = self.state.data if self.state is not None else {}
+        data = self._state.data if self._state is not None else {}
         return data.get("services") != services or data.get("web_monitor") != web_url
 
     def close(self, exit_code: int) -> None:
         with contextlib.suppress(Exception):
             self._stack.close()
-        if self.collector is not None:
-            self.collector.stop()
-        if self.metrics is not None:
-            self.metrics.close()
-        if self.state is not None:
-            self.state.remove()
+        if self._collector is not None:
+            self._collector.stop()
+        if self._metrics is not None:
+            self._metrics.close()
+        if self._state is not None:
+            self._state.remove()
         with contextlib.suppress(Exception):
             naming.sweep_dead_clients(self.scope)
-        if self.capture is not None:
+        if self._capture is not None:
             log.info("supervisor stopped (exit code %d)", exit_code)
             for logger, handler in self._log_handlers:
                 logger.removeHandler(handler)

@@ -23,6 +23,7 @@ import os
 from typing import Any, Callable, Optional
 
 from ..exit_codes import WORKER_CANNOT_HEAL
+from ..methods import ServerMethodsBase
 from ..shm import service_segment as ss
 from ..monitoring.collector import WorkerReading
 from . import scaling_policy, worker_health
@@ -58,7 +59,7 @@ def tcp_settings(config: ServiceConfig) -> Any:
     """The workers' TCP settings from a service's configuration (None: shared memory only)."""
     if config.tcp_bind is None:
         return None
-    from .pool import TCPSettings
+    from ..tcp.settings import TCPSettings
     return TCPSettings(host=config.tcp_bind.host, port=config.port or 0,
                        secret=config.tcp_secret or None, max_frame=config.tcp_max_frame_bytes,
                        compression=config.tcp_compression, drain_timeout=config.graceful_timeout,
@@ -73,8 +74,9 @@ def tcp_settings(config: ServiceConfig) -> Any:
 class ServicePool(SupervisedPool):
     """A service run by worker processes on this machine (see the module docstring)."""
 
-    def __init__(self, config: ServiceConfig, service_cls: type, scope: str, *, system: Optional[System] = None,
-                 logs: Any = None, pool_factory: Callable = default_pool_factory):
+    def __init__(self, config: ServiceConfig, service_cls: type[ServerMethodsBase], scope: str, *,
+                 system: Optional[System] = None, logs: Any = None,
+                 pool_factory: Callable[..., Any] = default_pool_factory):
         self.config = config
         self.service_cls = service_cls
         self.name: str = service_cls.service_name()
@@ -345,9 +347,10 @@ class ServicePool(SupervisedPool):
 
     # -- workers -------------------------------------------------------------------------
     def _state(self, w: Any) -> int:
-        return self.pool.segment.worker_word(w.slot, ss.W_STATE)
+        state: int = self.pool.segment.worker_word(w.slot, ss.W_STATE)
+        return state
 
-    def _active(self) -> list:
+    def _active(self) -> list[Any]:
         """Workers that count towards the target: alive, not stopping, not being replaced."""
         return [w for w in self.pool.workers
                 if w.stopping_since is None and w.worker_id not in self.retiring and w.alive()]
@@ -587,7 +590,7 @@ class ServicePool(SupervisedPool):
         self.log.log(level, "scaling %s: %s", self.name, decision.reason)
 
     # -- reporting -----------------------------------------------------------------------
-    def worker_rows(self) -> list[dict]:
+    def worker_rows(self) -> list[dict[str, Any]]:
         """The worker table as read from shared memory (main-loop thread only)."""
         if self.pool is None:
             return []
@@ -607,13 +610,13 @@ class ServicePool(SupervisedPool):
                          "errors": seg.worker_word(w.slot, ss.W_ERRORS)})
         return rows
 
-    def read_stats(self) -> dict[int, dict]:
+    def read_stats(self) -> dict[int, dict[str, Any]]:
         """Per-worker method statistics {worker_id: {method: [count, errors, buckets]}}."""
         if self.pool is None:
             return {}
         return {w.worker_id: self.pool.segment.read_stats(w.slot) for w in self.pool.workers}
 
-    def status_dict(self, latest: dict[int, dict], totals: dict) -> dict:
+    def status_dict(self, latest: dict[int, dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:
         """One ServiceStatus of the control API; `latest` holds the collector's last samples."""
         now = self.system.time()
         workers = []
@@ -630,7 +633,8 @@ class ServicePool(SupervisedPool):
             "min_proc_num": self.config.min_proc_num, "max_proc_num": self.config.max_proc_num,
             "current": len([w for w in workers if w["state"] in ("idle", "busy", "starting")]),
             "target": self.target,
-            "started_at": self.started_at, "uptime_s": now - self.started_at if up else 0.0,
+            "started_at": self.started_at,
+            "uptime_s": now - self.started_at if up and self.started_at is not None else 0.0,
             "restarts": self.restarts,
             "rss": sum(w["rss"] for w in workers), "uss": sum(w["uss"] for w in workers),
             "cpu_percent": sum(w["cpu_percent"] for w in workers),

@@ -46,7 +46,8 @@ def pointer_path(scope: str) -> str:
 
 def _process_started(pid: int) -> Optional[float]:
     try:
-        return psutil.Process(pid).create_time()
+        started: float = psutil.Process(pid).create_time()
+        return started
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
@@ -124,7 +125,7 @@ class StateFile:
         self._lock_fd = None
 
 
-def read_state(path: str) -> Optional[dict]:
+def read_state(path: str) -> Optional[dict[str, Any]]:
     try:
         with open(path) as f:
             data = json.load(f)
@@ -133,7 +134,7 @@ def read_state(path: str) -> Optional[dict]:
     return data if isinstance(data, dict) else None
 
 
-def is_alive(state: dict) -> bool:
+def is_alive(state: dict[str, Any]) -> bool:
     """The process that wrote `state` is still running (not a new process with its pid)."""
     pid = state.get("pid")
     if not isinstance(pid, int):
@@ -145,7 +146,10 @@ def is_alive(state: dict) -> bool:
     return expected is None or abs(started - expected) < 1.0
 
 
-def find(runtime_dir: Optional[str] = None, scope: Optional[str] = None) -> tuple[list[dict], list[dict]]:
+StateList = list[dict[str, Any]]
+
+
+def find(runtime_dir: Optional[str] = None, scope: Optional[str] = None) -> tuple[StateList, StateList]:
     """(live supervisors, stale state files) in runtime_dir, optionally of one scope."""
     runtime_dir = runtime_dir or default_runtime_dir()
     if scope is not None:
@@ -155,7 +159,8 @@ def find(runtime_dir: Optional[str] = None, scope: Optional[str] = None) -> tupl
             names = sorted(n for n in os.listdir(runtime_dir) if n.endswith(".json"))
         except FileNotFoundError:
             names = []
-    live, stale = [], []
+    live: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
     for name in names:
         state = read_state(os.path.join(runtime_dir, name))
         if state is None:
@@ -165,7 +170,7 @@ def find(runtime_dir: Optional[str] = None, scope: Optional[str] = None) -> tupl
     return live, stale
 
 
-def find_all() -> tuple[list[dict], list[dict]]:
+def find_all() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(live, stale) supervisors of this user: those in the default runtime directory and
     those elsewhere that left a pointer there."""
     live, stale = find()

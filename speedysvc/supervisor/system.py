@@ -27,10 +27,11 @@ class System:
     def rss(self, pid: int) -> Optional[int]:
         """Resident memory of a process in bytes; None when it is gone."""
         try:
-            return psutil.Process(pid).memory_info().rss
+            rss: int = psutil.Process(pid).memory_info().rss
+            return rss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return None
 
     def machine_cpu(self) -> float:
         """The machine's CPU use (0..1) since the previous call."""
-        return psutil.cpu_percent(None) / 100.0
+        return float(psutil.cpu_percent(None)) / 100.0

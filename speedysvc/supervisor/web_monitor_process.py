@@ -98,6 +98,7 @@ class WebMonitorProcess:
         except OSError as exc:
             log.error("the web monitor could not start: %s", exc)
             return
+        assert self.process.stdout is not None and self.process.stderr is not None  # start_helper pipes both
         out, err = os.dup(self.process.stdout.fileno()), os.dup(self.process.stderr.fileno())
         self.process.stdout.close()
         self.process.stderr.close()
