@@ -202,7 +202,11 @@ def _parse_address(address: str) -> tuple[str, dict]:
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
         return "tcp", {"host": host or "127.0.0.1", "port": int(port) if port else None}
-    raise ValueError(f"unknown address {address!r}: expected 'shm://[scope]' or 'tcp://host[:port]'")
+    if address.startswith("ray://"):
+        host_port, _, scope = address[len("ray://"):].partition("/")
+        return "ray", {"address": host_port or None, "scope": scope.strip("/") or None}
+    raise ValueError(f"unknown address {address!r}: expected 'shm://[scope]', "
+                     f"'tcp://host[:port]' or 'ray://[host:port][/scope]'")
 
 
 def make_provider(service: Any, address: str, **options) -> Any:
@@ -212,6 +216,11 @@ def make_provider(service: Any, address: str, **options) -> Any:
         scope = options.pop("scope", None) or params["scope"]
         shm_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout", "unavailable_after")}
         return SHMClient(service, scope, **shm_opts)
+    if kind == "ray":  # Ray is imported only for a ray:// address
+        from .ray_engine.client import RayClient
+        ray_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout")}
+        return RayClient(service, params["address"], options.pop("scope", None) or params["scope"],
+                         **ray_opts)
     from .tcp.network_client import NetworkClient
     tcp_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout", "secret", "compression")}
     return NetworkClient(service, host=params["host"], port=params["port"], **tcp_opts)

@@ -215,6 +215,13 @@ class Arbiter:
         name = cls.service_name()
         logs = self.capture.service(name, svc.log_dir, svc.log_max_bytes, svc.log_backups,
                                     svc.log_level)
+        if svc.engine == "ray":  # Ray is imported only when a service runs on it
+            from ..ray_engine.pool import RayServicePool
+            from ..ray_engine.runtime import RayRuntime
+            if getattr(self, "ray_runtime", None) is None:
+                self.ray_runtime = RayRuntime(self.config.supervisor, self.scope)
+            return RayServicePool(svc, cls, self.scope, runtime=self.ray_runtime,
+                                  system=self.system, logs=logs)
         return ServicePool(svc, cls, self.scope, system=self.system, logs=logs,
                            pool_factory=self.pool_factory)
 
@@ -287,6 +294,9 @@ class Arbiter:
                 with contextlib.suppress(Exception):
                     sp.kill_all()
         self._stop_web_monitor()
+        if getattr(self, "ray_runtime", None) is not None:
+            with contextlib.suppress(Exception):
+                self.ray_runtime.stop()  # a local Ray instance stops with us
         with contextlib.suppress(Exception):
             self._stack.close()
         if self.collector is not None:
