@@ -14,6 +14,7 @@ change of the replica count with Serve's trigger and message as its reason.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Optional
 
@@ -109,8 +110,15 @@ class RayServicePool(SupervisedPool):
                     "metrics_interval": min(1.0, self.config.metrics_interval),
                     "at_most_once": True}
         options = serve_options(self.config, self.min_replicas)
-        options["version"] = str(self.version)
-        env = {"SPEEDYSVC_SCOPE": self.scope, "RAY_USAGE_STATS_ENABLED": "0"}
+        # a new generation changes the replicas' options, so Serve replaces them (a restart)
+        env = {"SPEEDYSVC_SCOPE": self.scope, "RAY_USAGE_STATS_ENABLED": "0",
+               "SPEEDYSVC_GENERATION": str(self.version)}
+        # replicas import the service as the supervisor does (on a cluster's other nodes
+        # these directories must hold the same code, or use a runtime_env working_dir)
+        paths = [*self.runtime.config.python_path, *filter(None, os.environ.get(
+            "PYTHONPATH", "").split(os.pathsep))]
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         options["ray_actor_options"]["runtime_env"] = {"env_vars": env}
         app = build_application(f"{self.config.import_from}:{self.section}", self.scope,
                                 self.name, settings, options)
@@ -304,7 +312,8 @@ class RayServicePool(SupervisedPool):
                 self.log.info("%s is running (%d replica(s))", self.name,
                               self.replica_states.get("RUNNING", 0))
         elif state == "DEPLOY_FAILED":
-            message = app.message or self.deployment_message or "deploy failed"
+            message = "; ".join(m for m in (app.message, self.deployment_message) if m) or \
+                "deploy failed"
             self.log.error("Ray Serve could not deploy %s: %s", self.name, message)
             self.stop(fail_reason=f"Ray Serve could not deploy it: {message}")
         elif state == "UNHEALTHY":

@@ -126,7 +126,8 @@ class RayRuntime:
     @staticmethod
     def _dashboard_url(ray: Any) -> Optional[str]:
         try:
-            url = ray.worker.get_dashboard_url()
+            url = ray.get_runtime_context().dashboard_url if hasattr(
+                ray.get_runtime_context(), "dashboard_url") else None
         except Exception:  # noqa: BLE001
             return None
         if not url:
