@@ -71,6 +71,21 @@ def resolve_app(service: str, scope: Optional[str]) -> str:
     return apps[0]
 
 
+class Attempt:
+    """Counts how often Serve's router sends a request: Ray pickles a call's arguments on
+    every send, so each send of this object reaches the replica as the next integer (1 for
+    the first). A replica seeing 2 or more checks that no replica started the call before."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __reduce__(self):
+        self.sent += 1
+        return (int, (self.sent,))
+
+
 class RayClient(ProviderMethods):
     transport = "ray"
 
@@ -117,7 +132,7 @@ class RayClient(ProviderMethods):
         request = b"".join(dispatch.encode_request(method, serialiser.code,
                                                    serialiser.encode_call(args, kwargs or {})))
         timeout = self.timeout if timeout is None else timeout
-        response = self.handle.remote(os.urandom(16), request)
+        response = self.handle.remote(os.urandom(16), Attempt(), request)
         try:
             reply = response.result(timeout_s=timeout)
         except TimeoutError:

@@ -108,7 +108,7 @@ class RayServicePool(SupervisedPool):
         settings = {"max_ongoing_requests": self.config.max_ongoing_requests,
                     "max_proc_mem_bytes": self.config.max_proc_mem_bytes,
                     "metrics_interval": min(1.0, self.config.metrics_interval),
-                    "at_most_once": True}
+                    "at_most_once": True, "claims_dir": self.claims_dir}
         options = serve_options(self.config, self.min_replicas)
         # a new generation changes the replicas' options, so Serve replaces them (a restart)
         env = {"SPEEDYSVC_SCOPE": self.scope, "RAY_USAGE_STATS_ENABLED": "0",
@@ -126,6 +126,12 @@ class RayServicePool(SupervisedPool):
                                wait_for_ingress_deployment_creation=False,
                                wait_for_applications_running=False)
         self.deployed = True
+
+    @property
+    def claims_dir(self) -> Optional[str]:
+        if self.runtime.config.ray_address == "local":
+            return os.path.join(self.runtime.temp_dir, "claims")  # removed with the instance
+        return None
 
     def _app_status(self) -> Any:
         return self._serve().status().applications.get(self.app)
@@ -353,6 +359,11 @@ class RayServicePool(SupervisedPool):
 
     def _stopped(self, final: Optional[ServiceState] = None) -> None:
         self.deployed = False
+        try:
+            from .claims import remove_everywhere
+            remove_everywhere(self.claims_dir, self.app)
+        except Exception:  # noqa: BLE001 - the cluster may be gone
+            pass
         if self.board is not None:
             try:
                 import ray

@@ -6,18 +6,19 @@ tuple, int key and remote exception behaves exactly as over shared memory or TCP
 replica runs the service's code on its own thread(s) (max_ongoing_requests of them), never on
 Serve's event loop, so health checks and reports go on during a long call.
 
-At most once: every call carries a request id chosen by the client. Before running it the
-replica claims the id on the service's board; an id claimed before (Serve routing a request
-again after the replica that had it died) is answered with WorkerDied instead of being run a
-second time. `at_most_once = False` in the settings skips the claim (one actor round trip).
+At most once: Serve's router re-sends a request to another replica when the one it chose
+died before confirming it had accepted it -- and that replica may already have started the
+call. So every call carries a request id and its attempt number (counted by the client each
+time the router serialises the request, see client.Attempt). Before running attempt 1 the
+replica appends the id to a claims file on its own node (a few microseconds, and it survives
+the replica's death); a later attempt first asks every node whether a claims file there holds
+the id, and if one does answers WorkerDied instead of running the call a second time.
 
 Readings: a thread reports the replica's own pid, node, RSS/USS, CPU, calls, errors and
 per-method latency histograms to the board every metrics interval, with its new log lines.
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import os
 import sys
@@ -36,7 +37,8 @@ from ..methods import create_instance
 from ..shm.events import MAX_EVENT_BYTES
 from ..worker_main import import_class
 from . import board as board_mod
-from .names import NAMESPACE, board_name
+from . import claims
+from .names import NAMESPACE, app_name, board_name
 
 MAX_LINES_PER_REPORT = 500
 
@@ -127,9 +129,10 @@ class SpeedysvcReplica:
         self.instance._speedysvc_publisher = RayPublisher(self.board, scope)
         self.instance.on_start()
         self.dispatcher = Dispatcher(self.instance, True)  # every encoder: we are in the cluster
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings["max_ongoing_requests"], thread_name_prefix="speedysvc-call")
-        self.at_most_once = settings.get("at_most_once", True)
+        self.claims_dir = settings.get("claims_dir") or claims.default_dir()
+        self.claims_name = app_name(scope, service)
+        self.claims = (claims.ClaimsFile(self.claims_dir, self.claims_name)
+                       if settings.get("at_most_once", True) else None)
         self.busy = 0
         self.started_at = time.time()
         self.process = psutil.Process()
@@ -143,17 +146,18 @@ class SpeedysvcReplica:
             "this call was delivered again after the replica that had it died; speedysvc runs a "
             "call at most once, so it was not run again")))
 
-    async def call(self, request_id: bytes, request: bytes) -> bytes:
-        if self.at_most_once and request_id:
-            if not await self.board.claim.remote(request_id):
+    def call(self, request_id: bytes, attempt: int, request: bytes) -> bytes:
+        # a plain method: Serve runs it on its own thread(s), never on its event loop
+        if self.claims is not None and request_id:
+            if attempt > 1 and claims.claimed_anywhere(self.claims_dir, self.claims_name,
+                                                       request_id):
                 return self._duplicate
+            self.claims.add(request_id)
         self.busy += 1
         try:
-            parts = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.dispatcher.handle, memoryview(request))
+            return b"".join(self.dispatcher.handle(memoryview(request)))
         finally:
             self.busy -= 1
-        return b"".join(parts)
 
     def check_health(self) -> None:
         """Serve calls this periodically: a replica over max_proc_mem_bytes is replaced."""
@@ -197,7 +201,8 @@ class SpeedysvcReplica:
                 self.board.forget.remote(self.replica_id)
             except Exception:  # noqa: BLE001
                 pass
-            self.executor.shutdown(wait=False)
+            if self.claims is not None:
+                self.claims.close()
 
 
 def build_application(import_path: str, scope: str, service: str, settings: dict,
