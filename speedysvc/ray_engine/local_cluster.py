@@ -25,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from typing import Optional
 
@@ -62,7 +61,7 @@ class LocalCluster:
         self.temp_dir = temp_dir
         self.gcs_port = free_port()
         self.client_port = free_port()
-        self.stop = threading.Event()
+        self.stop = _Flag()
         self.known: dict[int, psutil.Process] = {}
         os.makedirs(temp_dir, exist_ok=True)
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
@@ -144,6 +143,25 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
+class _Flag:
+    """What the signal handlers set. Not a threading.Event: Event.set() takes a lock, and a
+    handler running while the main thread holds that lock (inside wait()) deadlocks."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def handler(self, _signum: int, _frame: object) -> None:
+        self.raised = True
+
+    def is_set(self) -> bool:
+        return self.raised
+
+    def wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.raised and time.monotonic() < deadline:
+            time.sleep(min(0.05, seconds))
+
+
 def die_with_parent(parent_pid: int) -> bool:
     """SIGTERM (which we handle) when the parent dies; False if it is already gone."""
     try:
@@ -160,9 +178,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--num-cpus", type=float, default=0)
     parser.add_argument("--dashboard", action="store_true")
     args = parser.parse_args(argv)
-    stop = threading.Event()
+    stop = _Flag()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop.handler)
     if not die_with_parent(args.parent_pid):
         return 1
     cluster = LocalCluster(args.temp_dir, args.num_cpus or (os.cpu_count() or 1), args.dashboard)

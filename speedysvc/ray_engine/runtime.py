@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +34,9 @@ class RayUnavailable(Exception):
 def quiet_ray_environment() -> None:
     """Settings every process that imports Ray here gets (no usage reporting)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # never start a Ray instance behind the user's back: without this, a Serve handle's
+    # background thread that outlives ray.shutdown() calls ray.init() and starts one
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 
 
 def connect(address: Optional[str]) -> Any:
@@ -43,12 +47,30 @@ def connect(address: Optional[str]) -> Any:
     with _lock:
         if ray.is_initialized():
             return ray
+        # ray.init installs SIGTERM/SIGINT handlers that exit the process at once; the
+        # supervisor's (record the signal, stop gracefully) and a client's own must stay
+        kept = _signal_handlers()
         try:
             ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False,
                      configure_logging=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RayUnavailable(f"cannot reach a Ray cluster at {address or 'auto'}: {exc}") from None
+        finally:
+            _restore_signal_handlers(kept)
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not a line per handle
     return ray
+
+
+def _signal_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signal_handlers(kept: dict) -> None:
+    for sig, handler in kept.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
 
 
 def gcs_address() -> Optional[str]:
