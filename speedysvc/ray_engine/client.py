@@ -100,7 +100,8 @@ class RayClient(ProviderMethods):
         self.app = resolve_app(self.service_name, scope)
         self.scope = split_app_name(self.app)[0]
         self._wait_running(serve, connect_timeout)
-        self.handle = serve.get_app_handle(self.app).options(method_name="call")
+        self.handle = runtime.track_handle(
+            serve.get_app_handle(self.app).options(method_name="call"))
         self.methods: dict[str, str] = {}
         self.description = self.call(dispatch.DESCRIBE, timeout=connect_timeout + 30)
         self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
@@ -165,7 +166,9 @@ class RayClient(ProviderMethods):
         return Subscription(BoardEventSource(board), topics)
 
     def close(self) -> None:
-        self.closed = True
+        if not self.closed:
+            self.closed = True
+            runtime.close_handle(self.handle)
 
     def __enter__(self):
         return self

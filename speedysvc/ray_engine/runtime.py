@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Optional
 
 from .names import NAMESPACE, address_file
@@ -71,6 +72,57 @@ def _restore_signal_handlers(kept: dict) -> None:
     for sig, handler in kept.items():
         if handler is not None and signal.getsignal(sig) is not handler:
             signal.signal(sig, handler)
+
+
+_handles: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def track_handle(handle: Any) -> Any:
+    """Remember a Serve handle so that disconnect() closes it (see there)."""
+    _handles.add(handle)
+    return handle
+
+
+def close_handle(handle: Any) -> None:
+    _handles.discard(handle)
+    try:
+        handle.shutdown()
+    except Exception:  # noqa: BLE001 - already closed, or Ray already gone
+        pass
+
+
+def disconnect() -> None:
+    """Leave the cluster. Serve's handles are closed first: their routers' threads would
+    otherwise go on calling Ray after it is shut down."""
+    import ray
+    if not ray.is_initialized():
+        return
+    for handle in list(_handles):
+        close_handle(handle)
+    try:
+        from ray.serve import context
+        client = context._global_client
+        if client is not None:
+            client.shutdown_cached_handles()
+    except Exception:  # noqa: BLE001 - Serve was never used here, or is already gone
+        pass
+    _stop_router_loop()
+    ray.shutdown()
+
+
+def _stop_router_loop() -> None:
+    """Stop the event loop thread Serve's routers share in this process: its periodic tasks
+    (autoscaling metrics) would log errors once Ray is gone, and a later connect makes anew."""
+    try:
+        from ray.serve._private.router import SingletonThreadRouter as router_cls
+    except ImportError:
+        return
+    loop = getattr(router_cls, "_asyncio_loop", None)
+    if loop is None:
+        return
+    with router_cls._asyncio_loop_creation_lock:
+        router_cls._asyncio_loop = None
+    loop.call_soon_threadsafe(loop.stop)
 
 
 def gcs_address() -> Optional[str]:
@@ -168,9 +220,8 @@ class RayRuntime:
     def stop(self) -> None:
         """Leave the cluster; a local instance is stopped (every process, its temp dir)."""
         if self.started:
-            import ray
             try:
-                ray.shutdown()
+                disconnect()
             except Exception:  # noqa: BLE001 - the cluster may already be gone
                 log.exception("leaving the Ray cluster failed")
         self.started = False

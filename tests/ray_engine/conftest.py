@@ -46,9 +46,8 @@ def ray_cluster():
     address = line.split()[1]
     os.environ["RAY_ADDRESS"] = address
     yield address
-    import ray
-    if ray.is_initialized():
-        ray.shutdown()
+    from speedysvc.ray_engine import runtime
+    runtime.disconnect()
     helper.send_signal(signal.SIGTERM)
     helper.wait(60)
     os.environ.pop("RAY_ADDRESS", None)

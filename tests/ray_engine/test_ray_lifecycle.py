@@ -69,8 +69,9 @@ def test_a_clean_stop_removes_the_applications_and_the_local_ray_instance(ray_su
 
 
 def test_a_supervisor_killed_with_sigkill_leaves_no_ray_process(ray_supervisor, scope):
+    before_shm = ray_shm_objects()
     sup = start_local(ray_supervisor)
-    assert call_from_another_process(sup) == "over ray!"
+    wait_until(lambda: sup.workers("echo"), 30, message="the replica to report")
     procs = owned_processes(sup)
     os.kill(sup.proc.pid, signal.SIGKILL)
     sup.proc.wait(10)
@@ -79,3 +80,4 @@ def test_a_supervisor_killed_with_sigkill_leaves_no_ray_process(ray_supervisor, 
     assert not alive, f"processes outlived the supervisor: {[p.cmdline()[:2] for p in alive]}"
     wait_until(lambda: not os.path.exists(f"/tmp/ssr-{scope}"), 30,
                message="the Ray instance's temp dir to be removed")
+    assert ray_shm_objects() <= before_shm, "Ray left objects in /dev/shm"
