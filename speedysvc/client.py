@@ -1,6 +1,7 @@
 """The client side: ClientMethodsBase, connect(), method proxies and subscriptions."""
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections import namedtuple
@@ -226,12 +227,27 @@ def make_provider(service: Any, address: str, **options) -> Any:
     return NetworkClient(service, host=params["host"], port=params["port"], **tcp_opts)
 
 
-def connect(service: Any, address: Union[str, Sequence[str]] = "shm://", **options) -> ServiceClient:
-    """Connect to a service by class or by name. `address` may be a list, tried in order.
+RAY_SERVICES_ENV = "SPEEDYSVC_RAY_SERVICES"  # set by a supervisor: its services run by Ray
+
+
+def default_address(service: Any) -> str:
+    """shm://, or ray:// for a service this process's supervisor runs on Ray Serve (so a
+    sibling is reached on whichever engine runs it)."""
+    name = service if isinstance(service, str) else service.service_name()
+    ray_services = os.environ.get(RAY_SERVICES_ENV, "")
+    return "ray://" if name in ray_services.split(",") else "shm://"
+
+
+def connect(service: Any, address: Union[str, Sequence[str], None] = None,
+            **options) -> ServiceClient:
+    """Connect to a service by class or by name. `address` may be a list, tried in order;
+    none: shm:// (ray:// for a sibling service that runs on Ray Serve).
 
     Options: scope (shm), timeout (default per call), connect_timeout, secret and compression
     (tcp). Raises ServiceUnavailable naming every address tried when none answers.
     """
+    if address is None:
+        address = default_address(service)
     addresses = [address] if isinstance(address, str) else list(address)
     if not addresses:
         raise ValueError("connect() needs at least one address")

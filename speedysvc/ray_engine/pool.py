@@ -18,6 +18,7 @@ import os
 import time
 from typing import Any, Optional
 
+from ..client import RAY_SERVICES_ENV
 from ..monitoring.collector import WorkerReading
 from ..supervisor.pool_interface import ServiceState, SupervisedPool
 from ..supervisor.system import System
@@ -74,6 +75,9 @@ class RayServicePool(SupervisedPool):
         self.logs = logs
         self.log = logging.getLogger(f"speedysvc.service.{self.name}")
         self.app = app_name(scope, self.name)
+        # siblings (local workers started later, replicas) reach this service with ray://
+        listed = [n for n in os.environ.get(RAY_SERVICES_ENV, "").split(",") if n]
+        os.environ[RAY_SERVICES_ENV] = ",".join(dict.fromkeys([*listed, self.name]))
         self.status: ServiceState = STOPPED
         self.deployed = False
         self.board: Any = None
@@ -112,7 +116,8 @@ class RayServicePool(SupervisedPool):
         options = serve_options(self.config, self.min_replicas)
         # a new generation changes the replicas' options, so Serve replaces them (a restart)
         env = {"SPEEDYSVC_SCOPE": self.scope, "RAY_USAGE_STATS_ENABLED": "0",
-               "SPEEDYSVC_GENERATION": str(self.version)}
+               "SPEEDYSVC_GENERATION": str(self.version),
+               RAY_SERVICES_ENV: os.environ.get(RAY_SERVICES_ENV, "")}
         # replicas import the service as the supervisor does (on a cluster's other nodes
         # these directories must hold the same code, or use a runtime_env working_dir)
         paths = [*self.runtime.config.python_path, *filter(None, os.environ.get(

@@ -28,7 +28,9 @@ def sup(tmp_path_factory, ray_cluster):
         "Counter": {},
         # engine = local keeps a service on this machine, in worker processes
         "SiblingCaller": {"engine": "local"},
-    })
+        "LocalCaller": {"engine": "local", "import_from": "ray_services"},
+        "RayCaller": {"import_from": "ray_services"},
+    }, web_monitor={"enabled": "true", "port": "0"})
     s.start(timeout=120)
     yield s
     try:
@@ -194,3 +196,28 @@ def test_service_logs_gather_replica_output(sup, echo):
         sup.cli("logs", "--scope", sup.scope, "echo", "-n", "200")), 30,
         message="the replica's print in speedysvc logs")
     assert out.returncode == 0
+
+
+def test_a_sibling_is_reached_on_whichever_engine_runs_it(sup):
+    with speedysvc.connect("local_caller", f"shm://{sup.scope}", timeout=120) as local:
+        assert local.call_echo("from a worker") == ["ray", "from a worker!"]
+    with speedysvc.connect("ray_caller", "ray://", timeout=60) as remote:
+        assert remote.call_echo("from a replica") == ["ray", sup.scope, "from a replica!"]
+
+
+def test_the_web_monitor_shows_replicas(sup, echo):
+    import json
+    import urllib.request
+    echo.echo("seen by the monitor")
+    url = wait_until(lambda: sup.state().get("web_monitor"), 60, message="the web monitor's URL")
+
+    def replicas():
+        with urllib.request.urlopen(url + "api/services/echo", timeout=10) as r:
+            data = json.load(r)
+        rows = [w["raw"] for w in data["workers"]]
+        return data if rows and all(w["rss"] > 0 and w.get("node") for w in rows) else None
+    data = wait_until(replicas, 30, message="replicas in the monitor's service status")
+    assert data["raw"]["engine"] == "ray" and data["status"] == "running"
+    with urllib.request.urlopen(url + "services/echo", timeout=10) as r:
+        page = r.read().decode()
+    assert str(data["workers"][0]["raw"]["pid"]) in page
