@@ -52,8 +52,10 @@ def connect(address: Optional[str]) -> Any:
         # supervisor's (record the signal, stop gracefully) and a client's own must stay
         kept = _signal_handlers()
         try:
-            ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False,
-                     configure_logging=False, include_dashboard=False)
+            context = ray.init(address=address or "auto", namespace=NAMESPACE,
+                               log_to_driver=False, configure_logging=False,
+                               include_dashboard=False)
+            _joined["dashboard_url"] = getattr(context, "dashboard_url", None)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RayUnavailable(f"cannot reach a Ray cluster at {address or 'auto'}: {exc}") from None
         finally:
@@ -75,6 +77,7 @@ def _restore_signal_handlers(kept: dict) -> None:
 
 
 _handles: "weakref.WeakSet" = weakref.WeakSet()
+_joined: dict = {}   # what ray.init told this process (its dashboard's URL)
 
 
 def track_handle(handle: Any) -> Any:
@@ -199,11 +202,7 @@ class RayRuntime:
 
     @staticmethod
     def _dashboard_url(ray: Any) -> Optional[str]:
-        try:
-            url = ray.get_runtime_context().dashboard_url if hasattr(
-                ray.get_runtime_context(), "dashboard_url") else None
-        except Exception:  # noqa: BLE001
-            return None
+        url = _joined.get("dashboard_url")
         if not url:
             return None
         return url if url.startswith("http") else f"http://{url}"

@@ -221,3 +221,4 @@ def test_the_web_monitor_shows_replicas(sup, echo):
     with urllib.request.urlopen(url + "services/echo", timeout=10) as r:
         page = r.read().decode()
     assert str(data["workers"][0]["raw"]["pid"]) in page
+    assert f"on Ray Serve ({sup.scope}.echo)" in page
