@@ -403,7 +403,7 @@ class RayServicePool(SupervisedPool):
         workers = [{"worker_id": wid, "pid": v["pid"], "started_at": v["started_at"],
                     "state": v["state"], "rss": v["rss"], "uss": v["uss"],
                     "cpu_percent": v["cpu_percent"], "calls": v["calls"], "node": v["node"],
-                    "replica": replica}
+                    "replica": replica, "redeliveries": v.get("redeliveries", 0)}
                    for wid, replica, v in self._rows()]
         up = self.status in (RUNNING, STARTING, STOPPING) and self.started_at is not None
         target = sum(v for k, v in self.replica_states.items() if k in ("STARTING", "RUNNING"))

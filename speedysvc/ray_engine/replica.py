@@ -134,6 +134,7 @@ class SpeedysvcReplica:
         self.claims = (claims.ClaimsFile(self.claims_dir, self.claims_name)
                        if settings.get("at_most_once", True) else None)
         self.busy = 0
+        self.redeliveries = 0   # requests Serve's router sent again (after a rejection or death)
         self.started_at = time.time()
         self.process = psutil.Process()
         self.process.cpu_percent(None)
@@ -148,6 +149,8 @@ class SpeedysvcReplica:
 
     def call(self, request_id: bytes, attempt: int, request: bytes) -> bytes:
         # a plain method: Serve runs it on its own thread(s), never on its event loop
+        if attempt > 1:
+            self.redeliveries += 1
         if self.claims is not None and request_id:
             if attempt > 1 and claims.claimed_anywhere(self.claims_dir, self.claims_name,
                                                        request_id):
@@ -180,6 +183,7 @@ class SpeedysvcReplica:
                 "started_at": self.started_at, "state": "busy" if self.busy else "idle",
                 "rss": mem.rss if mem else 0, "uss": getattr(mem, "uss", 0) if mem else 0,
                 "cpu_percent": cpu, "calls": d.calls, "errors": d.errors,
+                "redeliveries": self.redeliveries,
                 "stats": {m: [st[0], st[1], dict(st[2])] for m, st in d.stats.items() if st[0]}}
 
     def _report_loop(self) -> None:

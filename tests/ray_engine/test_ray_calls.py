@@ -175,6 +175,9 @@ def test_status_shows_replicas_with_their_own_readings(sup, echo):
     assert svc["status"] == "running" and svc["replica_states"].get("RUNNING", 0) >= 1
     replica = svc["workers"][0]
     assert replica["node"] and replica["replica"] and replica["pid"] != os.getpid()
+    # one client calling in turn: Serve's router sent every request once (attempt 1), so no
+    # call paid for the re-delivery check
+    assert replica["redeliveries"] == 0
     out = sup.cli("status", "--scope", sup.scope)
     assert out.returncode == 0, out.stderr
     line = next(l for l in out.stdout.splitlines() if l.startswith("echo "))
@@ -222,3 +225,25 @@ def test_the_web_monitor_shows_replicas(sup, echo):
         page = r.read().decode()
     assert str(data["workers"][0]["raw"]["pid"]) in page
     assert f"on Ray Serve ({sup.scope}.echo)" in page
+
+
+def test_restart_rolls_every_replica_and_restart_worker_replaces_one(sup, echo):
+    old = {w["pid"] for w in sup.workers("echo")}
+    out = sup.cli("restart", "--scope", sup.scope, "echo")
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: (lambda pids: pids and not pids & old)({w["pid"] for w in sup.workers("echo")}),
+               90, message="Serve to replace every echo replica")
+    assert echo.echo("after restart") == "after restart!"
+    target = sup.workers("echo")[0]
+    with sup.control() as control:
+        assert control.restart_worker("echo", target["worker_id"])["ok"]
+    wait_until(lambda: (lambda ws: ws and target["pid"] not in {w["pid"] for w in ws})(
+        sup.workers("echo")), 90, message="Serve to replace the killed replica")
+    assert wait_until(lambda: _echoes(echo), 60, message="echo to answer again")
+
+
+def _echoes(echo) -> bool:
+    try:
+        return echo.echo("again") == "again!"
+    except (WorkerDied, ServiceUnavailable, CallTimeout):
+        return False
