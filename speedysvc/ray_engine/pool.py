@@ -96,6 +96,7 @@ class RayServicePool(SupervisedPool):
         self.replica_states: dict[str, int] = {}
         self.deployment_message = ""
         self._replica_count: Optional[int] = None
+        self._manual_reason: Optional[str] = None   # why the last count change was ours
         self._log_cursor = 0
         self._next_poll = 0.0
         self._next_board = 0.0
@@ -152,6 +153,7 @@ class RayServicePool(SupervisedPool):
             self.last_error = None
         self.fail_when_stopped = False
         self.min_replicas = self.config.min_proc_num
+        self._manual_reason = None
         try:
             self.runtime.start()
             import ray
@@ -237,6 +239,7 @@ class RayServicePool(SupervisedPool):
         self.min_replicas = n
         self._deploy()  # autoscaling settings change in place: no replica is replaced
         self.last_scaling = f"at least {n} replica(s), was {before} ({reason})"
+        self._manual_reason = f"at least {n} replica(s) {reason}"
         self.log.info("scaling %s: Serve keeps at least %d replica(s) (autoscaling up to %d) "
                       "(%s)", self.name, n, hi, reason)
         return True, f"{self.name} scaled to at least {n} replica(s) (Serve autoscales up to {hi})"
@@ -339,7 +342,11 @@ class RayServicePool(SupervisedPool):
         if before is None or before == count or self.status != RUNNING:
             return
         trigger = str(getattr(deployment.status_trigger, "value", deployment.status_trigger))
-        why = f"Serve autoscaler: {trigger}" + (f", {deployment.message}" if deployment.message else "")
+        if trigger.startswith("CONFIG_UPDATE") and self._manual_reason:
+            why = self._manual_reason   # Serve applying our own scale or redeploy
+        else:
+            why = f"Serve autoscaler: {trigger}" + (f", {deployment.message}"
+                                                     if deployment.message else "")
         self.last_scaling = f"{before} -> {count} replica(s) ({why})"
         self.log.info("scaling %s: %s", self.name, self.last_scaling)
 

@@ -225,6 +225,10 @@ def test_the_web_monitor_shows_replicas(sup, echo):
         page = r.read().decode()
     assert str(data["workers"][0]["raw"]["pid"]) in page
     assert f"on Ray Serve ({sup.scope}.echo)" in page
+    with urllib.request.urlopen(url + "health", timeout=10) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(url + "metrics", timeout=10) as r:
+        assert 'service="echo"' in r.read().decode()
 
 
 def test_restart_rolls_every_replica_and_restart_worker_replaces_one(sup, echo):
