@@ -90,11 +90,12 @@ def main() -> int:
     import ray
     from ray import serve
     t0 = time.perf_counter()
+    own_temp_dir = None if args.address else f"/tmp/ssr-bench-{os.getpid()}"
     if args.address:
         ray.init(address=args.address, namespace="speedysvc", log_to_driver=False)
     else:
         ray.init(num_cpus=2, include_dashboard=False, namespace="speedysvc", log_to_driver=False,
-                 _temp_dir=f"/tmp/ssr-bench-{os.getpid()}")
+                 _temp_dir=own_temp_dir)
     serve.start(proxy_location="Disabled")
     print(f"ray ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
@@ -173,7 +174,11 @@ def main() -> int:
         serve.delete(app)
     for b in boards:
         ray.kill(b)
-    ray.shutdown()
+    from speedysvc.ray_engine import runtime
+    runtime.disconnect()
+    if own_temp_dir:
+        import shutil
+        shutil.rmtree(own_temp_dir, ignore_errors=True)
     return 0
 
 
