@@ -87,15 +87,26 @@ def main() -> int:
     rounds, per_round = (3, 100) if args.quick else (8, 250)
     throughput_s = 3.0 if args.quick else 8.0
 
-    import ray
-    from ray import serve
     t0 = time.perf_counter()
-    own_temp_dir = None if args.address else f"/tmp/ssr-bench-{os.getpid()}"
-    if args.address:
-        ray.init(address=args.address, namespace="speedysvc", log_to_driver=False)
-    else:
-        ray.init(num_cpus=2, include_dashboard=False, namespace="speedysvc", log_to_driver=False,
-                 _temp_dir=own_temp_dir)
+    helper = None
+    address = args.address
+    if not address:
+        # the same local instance a supervisor starts (ray_address = local)
+        import subprocess
+        from speedysvc.ray_engine.local_cluster import auth_environment
+        temp_dir = f"/tmp/ssr-bench-{os.getpid()}"
+        helper = subprocess.Popen(
+            [sys.executable, "-m", "speedysvc.ray_engine.local_cluster", "--parent-pid",
+             str(os.getpid()), "--temp-dir", temp_dir, "--num-cpus", "2"],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+        line = helper.stdout.readline().decode()
+        if not line.startswith("READY "):
+            raise SystemExit(f"the local Ray instance did not start: {line!r}")
+        address = line.split()[1]
+        os.environ.update(auth_environment(temp_dir))
+    from speedysvc.ray_engine import runtime
+    ray = runtime.connect(address)
+    from ray import serve
     serve.start(proxy_location="Disabled")
     print(f"ray ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
@@ -174,11 +185,10 @@ def main() -> int:
         serve.delete(app)
     for b in boards:
         ray.kill(b)
-    from speedysvc.ray_engine import runtime
     runtime.disconnect()
-    if own_temp_dir:
-        import shutil
-        shutil.rmtree(own_temp_dir, ignore_errors=True)
+    if helper is not None:
+        helper.terminate()   # stops every process of the instance and removes its temp dir
+        helper.wait(60)
     return 0
 
 

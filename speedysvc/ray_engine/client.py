@@ -39,11 +39,12 @@ def cluster_address(service: str, host_port: Optional[str]) -> Optional[str]:
     for state in supervisors_serving(service):
         try:
             with open(address_file(state["state_file"])) as f:
-                found = f.read().strip()
+                found, *environment = f.read().split("\n")
         except (OSError, KeyError):
             continue
-        if found:
-            return found
+        if found.strip():
+            runtime.use_auth(dict(line.split("=", 1) for line in environment if "=" in line))
+            return found.strip()
     return None
 
 

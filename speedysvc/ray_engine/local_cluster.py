@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -40,6 +41,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def token_path(temp_dir: str) -> str:
+    return os.path.join(temp_dir, "auth_token")
+
+
+def write_token(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+
+
+def auth_environment(temp_dir: str) -> dict[str, str]:
+    """The environment a process needs to join the instance of `temp_dir`."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path(temp_dir)}
 
 
 def ray_start_command(temp_dir: str, num_cpus: float, gcs_port: int, client_port: int,
@@ -64,7 +80,10 @@ class LocalCluster:
         self.stop = _Flag()
         self.known: dict[int, psutil.Process] = {}
         os.makedirs(temp_dir, exist_ok=True)
-        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        # Ray's ports are not all loopback-only: the instance requires a token, kept in a
+        # 0600 file that the supervisor and its clients point RAY_AUTH_TOKEN_PATH at
+        write_token(token_path(temp_dir))
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **auth_environment(temp_dir))
         self.log_path = os.path.join(temp_dir, "ray_start.log")
         with open(self.log_path, "ab") as log:
             # a session of its own: the terminal's Ctrl-C is the supervisor's to interpret

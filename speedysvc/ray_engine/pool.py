@@ -22,7 +22,6 @@ from ..client import RAY_SERVICES_ENV
 from ..monitoring.collector import WorkerReading
 from ..supervisor.pool_interface import ServiceState, SupervisedPool
 from ..supervisor.system import System
-from . import board as board_mod
 from .names import NAMESPACE, app_name, board_name
 
 STARTING, RUNNING, STOPPING, STOPPED, FAILED = (
@@ -157,6 +156,7 @@ class RayServicePool(SupervisedPool):
         try:
             self.runtime.start()
             import ray
+            from . import board as board_mod
             self.board = board_mod.get_or_create(board_name(self.scope, self.name), NAMESPACE)
             ray.get(self.board.head.remote(), timeout=60)
             self._deploy()

@@ -40,6 +40,18 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 
 
+def use_auth(environment: dict[str, str]) -> None:
+    """Authenticate to the cluster with this RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH (from a local
+    instance's helper or a supervisor's address file), before this process joins it."""
+    os.environ.update(environment)
+    if "ray" in sys.modules:
+        try:  # Ray read its configuration when imported; have it read the environment again
+            from ray._raylet import Config
+            Config.initialize("")
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def connect(address: Optional[str]) -> Any:
     """Join this process to the Ray cluster at `address` ('auto', 'ray://host:port' or a GCS
     'host:port'), once; returns the ray module."""
@@ -145,6 +157,7 @@ class RayRuntime:
         self.helper: Optional[subprocess.Popen] = None
         self.address: Optional[str] = None     # what clients should use to join
         self.dashboard_url: Optional[str] = None
+        self.auth: dict[str, str] = {}   # RAY_AUTH_* of a local instance
         self.started = False
         self._address_file = address_file(os.path.join(supervisor_config.runtime_dir,
                                                        f"{scope}.json"))
@@ -198,6 +211,9 @@ class RayRuntime:
             self._stop_helper()
             raise RayUnavailable("the local Ray instance did not start (see the supervisor's "
                                  "output for ray start's messages)")
+        from .local_cluster import auth_environment
+        self.auth = auth_environment(self.temp_dir)
+        use_auth(self.auth)
         return line.split()[1].decode()
 
     @staticmethod
@@ -210,8 +226,11 @@ class RayRuntime:
     def _write_address(self) -> None:
         try:
             os.makedirs(os.path.dirname(self._address_file), exist_ok=True)
-            with open(self._address_file, "w") as f:
-                f.write(self.address or "")
+            fd = os.open(self._address_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                # the address, then the environment that authenticates to it (a token's path)
+                f.write("\n".join([self.address or "",
+                                    *(f"{k}={v}" for k, v in self.auth.items())]) + "\n")
         except OSError as exc:
             log.warning("cannot write %s (ray:// clients without an address will use 'auto'): "
                         "%s", self._address_file, exc)

@@ -44,13 +44,16 @@ def ray_cluster():
         helper.wait(30)
         pytest.fail(f"the local Ray instance did not start (helper said {line!r})")
     address = line.split()[1]
+    from speedysvc.ray_engine.local_cluster import auth_environment
+    os.environ.update(auth_environment(temp_dir))   # the instance requires its token
     os.environ["RAY_ADDRESS"] = address
     yield address
     from speedysvc.ray_engine import runtime
     runtime.disconnect()
     helper.send_signal(signal.SIGTERM)
     helper.wait(60)
-    os.environ.pop("RAY_ADDRESS", None)
+    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
+        os.environ.pop(name, None)
     deadline = time.monotonic() + 10
     while os.path.exists(temp_dir) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import os
-import queue
-import signal
 
 import numpy as np
 import pytest
 
 import speedysvc
 from speedysvc import ClientMethodsBase, naming
-from speedysvc.errors import CallTimeout, RemoteError, ServiceUnavailable, WorkerDied
+from speedysvc.errors import CallTimeout, ServiceUnavailable, WorkerDied
 from speedysvc.serve import new_scope
 from support_services import Counter, Echo, EchoError
 
@@ -30,6 +28,7 @@ def sup(tmp_path_factory, ray_cluster):
         "SiblingCaller": {"engine": "local"},
         "LocalCaller": {"engine": "local", "import_from": "ray_services"},
         "RayCaller": {"import_from": "ray_services"},
+        "Calculator": {"import_from": "speedysvc.examples"},   # as example.ini has it
     }, web_monitor={"enabled": "true", "port": "0"})
     s.start(timeout=120)
     yield s
@@ -251,3 +250,12 @@ def _echoes(echo) -> bool:
         return echo.echo("again") == "again!"
     except (WorkerDied, ServiceUnavailable, CallTimeout):
         return False
+
+
+def test_the_example_calculator_runs_on_ray(sup):
+    with speedysvc.connect("calculator", "ray://") as calc:
+        assert calc.add(2, 3) == 5
+        assert calc.sqrt(16.0) == 4.0                       # marshal
+        assert calc.slow_sum(10, seconds=0.01) == 45
+        with pytest.raises(ZeroDivisionError, match="cannot divide by zero"):
+            calc.divide(1, 0)                               # json, a remote builtin exception

@@ -108,3 +108,13 @@ def test_ray_is_not_imported_unless_chosen(tmp_path):
 ])
 def test_ray_addresses(address, expected):
     assert _parse_address(address) == ("ray", expected)
+
+
+def test_example_ini_checks_on_either_engine():
+    local = run("example.ini", "--check-config", env={"SPEEDYSVC_ENGINE": ""})
+    assert local.returncode == 0 and "ignored on Ray" not in local.stderr, local.stderr
+    ray = run("--engine", "ray", "example.ini", "--check-config")
+    assert ray.returncode == 0, ray.stderr
+    assert "[Echo] tcp_bind" in ray.stderr and "configuration OK" in ray.stdout
+    # the device simulator binds local ports: example.ini keeps it local under --engine ray
+    assert "[DeviceSimulatorService]" not in ray.stderr
