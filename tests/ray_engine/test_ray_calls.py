@@ -29,6 +29,7 @@ def sup(tmp_path_factory, ray_cluster):
         "LocalCaller": {"engine": "local", "import_from": "ray_services"},
         "RayCaller": {"import_from": "ray_services"},
         "Calculator": {"import_from": "speedysvc.examples"},   # as example.ini has it
+        "Hog": {"import_from": "ray_services", "max_proc_mem_bytes": "400MiB"},
     }, web_monitor={"enabled": "true", "port": "0"})
     s.start(timeout=120)
     yield s
@@ -259,3 +260,18 @@ def test_the_example_calculator_runs_on_ray(sup):
         assert calc.slow_sum(10, seconds=0.01) == 45
         with pytest.raises(ZeroDivisionError, match="cannot divide by zero"):
             calc.divide(1, 0)                               # json, a remote builtin exception
+
+
+def test_a_replica_over_max_proc_mem_bytes_is_replaced(sup):
+    with speedysvc.connect("hog", "ray://", timeout=60) as hog:
+        first = hog.grow(450)          # over 400MiB: its health check fails from now on
+        def replaced():
+            try:
+                return hog.pid() != first
+            except (WorkerDied, ServiceUnavailable, CallTimeout):
+                return False
+        wait_until(replaced, 90, message="Serve to replace the replica over its memory limit")
+        assert hog.grow(1) != first    # the new replica serves, small again
+    rows = wait_until(lambda: [w for w in sup.workers("hog") if w["pid"] != first], 30,
+                      message="status to list the new replica")
+    assert all(w["rss"] < 400 * 2**20 for w in rows)
