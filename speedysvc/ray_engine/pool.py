@@ -46,6 +46,8 @@ def serve_options(config: Any, min_replicas: int) -> dict:
         "max_ongoing_requests": max_ongoing,
         "ray_actor_options": actor_options,
         "graceful_shutdown_timeout_s": config.graceful_timeout,
+        # how often a stopping replica looks whether its calls are done (Serve waits 2 s)
+        "graceful_shutdown_wait_loop_s": min(0.5, max(0.1, config.graceful_timeout)),
         "health_check_period_s": max(1.0, min(10.0, config.metrics_interval)),
         "autoscaling_config": {
             "min_replicas": min_replicas,

@@ -26,6 +26,7 @@ RAY_DEFAULTS = {
     "scale_up_intervals": "2",
     "scale_up_cooldown": "1s",
     "scale_down_cooldown": "4s",
+    "wait_until_completed": "false",   # Serve deploys the applications side by side
 }
 
 
