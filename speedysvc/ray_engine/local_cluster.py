@@ -65,7 +65,9 @@ def ray_start_command(temp_dir: str, num_cpus: float, gcs_port: int, client_port
         ray_bin = shutil.which("ray") or "ray"
     cmd = [ray_bin, "start", "--head", "--block", f"--port={gcs_port}",
            f"--temp-dir={temp_dir}", f"--num-cpus={num_cpus:g}", "--disable-usage-stats",
-           "--node-ip-address=127.0.0.1", f"--ray-client-server-port={client_port}",
+           # no --node-ip-address: Ray turns 127.0.0.1 into the machine's address anyway and
+           # several of its processes listen on every interface -- hence the token
+           f"--ray-client-server-port={client_port}",
            f"--include-dashboard={'true' if dashboard else 'false'}"]
     if dashboard:
         cmd += ["--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}"]
