@@ -106,6 +106,8 @@ def _call(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
 # -- run ----------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from .supervisor.config import ConfigError, load_config
+    if getattr(args, "engine", None):
+        os.environ["SPEEDYSVC_ENGINE"] = args.engine  # the default of [supervisor] engine
     try:
         config = load_config(args.ini)
     except ConfigError as exc:
@@ -382,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="validate the file, print every problem, start nothing (exit 78 if invalid)")
     mode.add_argument("--print-config", action="store_true",
                       help="print the resolved configuration (secrets masked) and exit")
+    run.add_argument("--engine", choices=("local", "ray"),
+                     help="engine of services whose .ini does not choose one ([supervisor] engine)")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", parents=[target], help="services and workers (exit 0/3/4 as LSB)")

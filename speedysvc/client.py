@@ -1,6 +1,7 @@
 """The client side: ClientMethodsBase, connect() and the method proxies of its clients."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union, cast
 
 if TYPE_CHECKING:
@@ -135,8 +136,11 @@ def _parse_address(address: str) -> tuple[str, dict[str, Any]]:
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
         return "tcp", {"host": host or "127.0.0.1", "port": int(port) if port else None, "tls": scheme == "tcps"}
-    raise ValueError(f"unknown address {address!r}: expected 'shm://[scope]', 'tcp://host[:port]' "
-                     f"or 'tcps://host[:port]' (TLS)")
+    if address.startswith("ray://"):
+        host_port, _, scope = address[len("ray://"):].partition("/")
+        return "ray", {"address": host_port or None, "scope": scope.strip("/") or None}
+    raise ValueError(f"unknown address {address!r}: expected 'shm://[scope]', 'tcp://host[:port]', "
+                     f"'tcps://host[:port]' (TLS) or 'ray://[host:port][/scope]'")
 
 
 def make_provider(service: Any, address: str, **options: Any) -> Any:
@@ -146,18 +150,38 @@ def make_provider(service: Any, address: str, **options: Any) -> Any:
         scope = options.pop("scope", None) or params["scope"]
         shm_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout", "unavailable_after")}
         return SHMClient(service, scope, **shm_opts)
+    if kind == "ray":  # Ray is imported only for a ray:// address
+        from .ray_engine.client import RayClient
+        ray_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout")}
+        return RayClient(service, params["address"], options.pop("scope", None) or params["scope"],
+                         **ray_opts)
     from .tcp.network_client import NetworkClient
     tcp_opts = {k: v for k, v in options.items() if k in ("timeout", "connect_timeout", "secret", "compression")}
     tcp_opts["tls"] = options.get("tls") or params["tls"]  # tcps:// or tls=True | ssl.SSLContext
     return NetworkClient(service, host=params["host"], port=params["port"], **tcp_opts)
 
 
-def connect(service: Any, address: Union[str, Sequence[str]] = "shm://", **options: Any) -> ServiceClient:
-    """Connect to a service by class or by name. `address` may be a list, tried in order.
+RAY_SERVICES_ENV = "SPEEDYSVC_RAY_SERVICES"  # set by a supervisor: its services run by Ray
+
+
+def default_address(service: Any) -> str:
+    """shm://, or ray:// for a service this process's supervisor runs on Ray Serve (so a
+    sibling is reached on whichever engine runs it)."""
+    name = service if isinstance(service, str) else service.service_name()
+    ray_services = os.environ.get(RAY_SERVICES_ENV, "")
+    return "ray://" if name in ray_services.split(",") else "shm://"
+
+
+def connect(service: Any, address: Union[str, Sequence[str], None] = None,
+            **options: Any) -> ServiceClient:
+    """Connect to a service by class or by name. `address` may be a list, tried in order;
+    none: shm:// (ray:// for a sibling service that runs on Ray Serve).
 
     Options: scope (shm), timeout (default per call), connect_timeout, secret and compression
     (tcp). Raises ServiceUnavailable naming every address tried when none answers.
     """
+    if address is None:
+        address = default_address(service)
     addresses = [address] if isinstance(address, str) else list(address)
     if not addresses:
         raise ValueError("connect() needs at least one address")

@@ -32,6 +32,9 @@ class WorkerReading:
     calls: int
     errors: int
     stats: dict[str, Any] = field(default_factory=dict)   # {method: [count, errors, {bucket: n}]}
+    # {rss, uss, cpu_percent} as the worker measured itself (a Ray replica on another node,
+    # whose pid means nothing here); None: the collector asks the OS about `pid`
+    os_reading: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -159,9 +162,12 @@ class Collector:
         deltas: dict[str, list[Any]] = {}
         calls_per_s_total = 0.0
         for w in snap.workers:
-            proc = self._process(w.pid)
+            proc = self._process(w.pid) if w.os_reading is None else None
             rss = uss = io_read = io_write = 0
             cpu = 0.0
+            if w.os_reading is not None:
+                rss, uss = w.os_reading.get("rss", 0), w.os_reading.get("uss", 0)
+                cpu = w.os_reading.get("cpu_percent", 0.0)
             if proc is not None:
                 try:
                     with proc.oneshot():

@@ -63,6 +63,7 @@ class Arbiter:
         self.phase = "booting"        # booting, running, stopping, killed
         self.exit_code = EXIT_OK
         self.web: Optional[WebMonitorProcess] = None
+        self.ray_runtime: Any = None   # speedysvc.ray_engine.runtime.RayRuntime, when a service runs on Ray
         self._signals: list[int] = []
         self._commands = CommandQueue(wake=self._wake)
         self._wake_r = self._wake_w = -1
@@ -144,6 +145,13 @@ class Arbiter:
             raise BootError(f"[{svc.name}] cannot import {svc.import_from}.{svc.name}: {exc}") from exc
         logs = self.runtime.capture.service(cls.service_name(), svc.log_dir, svc.log_max_bytes,
                                             svc.log_backups, svc.log_level)
+        if svc.engine == "ray":  # Ray is imported only when a service runs on it
+            from ..ray_engine.pool import RayServicePool
+            from ..ray_engine.runtime import RayRuntime
+            if self.ray_runtime is None:
+                self.ray_runtime = RayRuntime(self.config.supervisor, self.scope)
+            return RayServicePool(svc, cls, self.scope, runtime=self.ray_runtime,
+                                  system=self.system, logs=logs)
         return sp_mod.ServicePool(svc, cls, self.scope, system=self.system, logs=logs,
                                   pool_factory=self.pool_factory)
 
@@ -165,6 +173,9 @@ class Arbiter:
         self._kill_everything()
         if self.web is not None:
             self.web.stop()
+        if self.ray_runtime is not None:
+            with contextlib.suppress(Exception):
+                self.ray_runtime.stop()  # a local Ray instance stops with us
         with contextlib.suppress(ValueError):
             signal.set_wakeup_fd(-1)
         for sig in HANDLED_SIGNALS:

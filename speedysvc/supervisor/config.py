@@ -108,6 +108,9 @@ class ServiceConfig:
     log_backups: int
     metrics_interval: float
     metrics_retention: float
+    engine: Optional[str]            # local | ray; None in the file means [supervisor]'s engine
+    max_ongoing_requests: int
+    ray_num_cpus: float
 
     def service_class(self) -> type[ServerMethodsBase]:
         """Import and return the service class (the section's name from `import_from`)."""
@@ -141,6 +144,10 @@ class SupervisorConfig:
     python_path: tuple[str, ...]
     control_port: int
     client_sweep_interval: float
+    engine: str
+    ray_address: str
+    ray_local_cpus: float
+    ray_dashboard: bool
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,7 @@ class _Loader:
         if not web_failed & {"enabled", "host", "password_hash"}:
             self._check_web_monitor(web_name, web_monitor)
 
+        self._engine = supervisor.engine
         if self.check_imports:
             for d in reversed(supervisor.python_path):
                 if d not in sys.path:
@@ -286,7 +294,7 @@ class _Loader:
         self._check_unique(configs, classes, web_monitor, supervisor)
         if self.problems:
             raise ConfigError(self.problems)
-        return Config(self.abspath, configs, web_monitor, supervisor, self.warnings)
+        return Config(self.abspath, configs, web_monitor, supervisor, list(dict.fromkeys(self.warnings)))
 
     def _parse(self) -> configparser.ConfigParser:
         # No interpolation: '%' in a secret or path must stay as written. No DEFAULT magic either:
@@ -412,6 +420,9 @@ class _Loader:
             cls = self._import_class(name, values["import_from"])
         values["port"] = self._resolve_port(name, values, cls, failed)
         values.setdefault("import_from", "")
+        values["engine"] = values.get("engine") or self._engine
+        if values["engine"] == "ray":
+            self._warn_ignored_on_ray(name, def_name, own, defaults)
         return self._build(ServiceConfig, SERVICE, values, name=name), cls
 
     def _cross_check(self, name: str, def_name: str, values: dict[str, Any],
@@ -451,6 +462,16 @@ class _Loader:
         if bind is not None and not is_loopback(bind.host) and not get("tcp_secret"):
             self.problem(name, "tcp_secret", "a secret when tcp_bind is not loopback", None,
                          f"anyone who can reach {bind.host} can call [{name}]", warning=True)
+
+    def _warn_ignored_on_ray(self, name: str, def_name: str, own: dict[str, Any],
+                             defaults: dict[str, Any]) -> None:
+        from ..ray_engine.options_on_ray import ignored_options  # plain Python, no Ray import
+        for key, why in ignored_options(set(own) | set(defaults)):
+            section = name if key in own else def_name
+            option = options_for(SERVICE)[key]
+            value = own[key] if key in own else defaults[key]
+            self.problem(section, key, "an option with a meaning on Ray Serve (engine = ray)",
+                         option.format(value), f"ignored on Ray: {why}", warning=True)
 
     def _import_class(self, name: str, module_name: str) -> type | None:
         expected = f"a module defining class {name}"

@@ -306,3 +306,15 @@ def one_of(*choices: str) -> Callable[[str], str]:
         return v
     choice.choices = choices  # type: ignore[attr-defined]
     return choice
+
+
+@converter("local, auto, ray://host:port (Ray Client) or host:port (a cluster's GCS address)")
+def ray_address(value: str) -> str:
+    v = value.strip()
+    if v.lower() in ("local", "auto"):
+        return v.lower()
+    rest = v[len("ray://"):] if v.startswith("ray://") else v
+    host_part, sep, port = rest.rpartition(":")
+    if not sep or not host_part or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail(ray_address, value)
+    return v

@@ -92,6 +92,11 @@ def _default_runtime_dir() -> str:
     return os.path.join(tempfile.gettempdir(), f"speedysvc-{os.getuid()}")
 
 
+def _default_engine() -> str:
+    # `speedysvc run --engine ray FILE.ini` sets this for files that do not choose an engine
+    return os.environ.get("SPEEDYSVC_ENGINE") or "local"
+
+
 def _service(name: str, converter: Callable[..., Any], default: Any, help: str, **kw: Any) -> Option:
     return Option(name, SERVICE, converter, default, help, **kw)
 
@@ -189,6 +194,14 @@ OPTIONS: tuple[Option, ...] = (
              minimum=0.1, live=True),
     _service("metrics_retention", c.duration, "24h", "How long metric samples are kept",
              minimum=60.0, live=True),
+    # --- Ray Serve (engine = ray)
+    _service("engine", c.one_of("local", "ray"), None,
+             "Where the service runs: local worker processes, or Ray Serve replicas (ray)",
+             default_help="engine of [supervisor]"),
+    _service("max_ongoing_requests", c.positive_int, "1",
+             "Calls one Ray replica runs at once (1: one call per worker, as local workers do)"),
+    _service("ray_num_cpus", c.non_negative_float, "0.25",
+             "CPUs each Ray replica reserves in the cluster (fractions allowed)"),
 
     Option("enabled", WEB_MONITOR, c.boolean, "true", "Serve the web monitor"),
     Option("host", WEB_MONITOR, c.host, "127.0.0.1",
@@ -214,6 +227,16 @@ OPTIONS: tuple[Option, ...] = (
            "Loopback TCP port of the control API; 0 = any free port"),
     Option("client_sweep_interval", SUPERVISOR, c.duration, "30s",
            "How often shared memory left by clients that died is removed", minimum=0.1),
+    Option("engine", SUPERVISOR, c.one_of("local", "ray"), _default_engine,
+           "Default engine of the services: local worker processes, or Ray Serve (ray)",
+           default_help="local (--engine sets it)"),
+    Option("ray_address", SUPERVISOR, c.ray_address, "local",
+           "Ray cluster of engine = ray services: local (start one, dies with the supervisor), "
+           "auto (the running cluster / RAY_ADDRESS), ray://host:10001 or a GCS host:port"),
+    Option("ray_local_cpus", SUPERVISOR, c.non_negative_float, "0",
+           "CPUs of a local Ray instance (ray_address = local); 0 = the machine's CPU count"),
+    Option("ray_dashboard", SUPERVISOR, c.boolean, "false",
+           "Run the Ray dashboard in a local Ray instance (linked from status and the monitor)"),
 )
 
 
