@@ -119,6 +119,9 @@ class RayServicePool(SupervisedPool):
         options = serve_options(self.config, self.min_replicas)
         # a new generation changes the replicas' options, so Serve replaces them (a restart)
         env = {"SPEEDYSVC_SCOPE": self.scope, "RAY_USAGE_STATS_ENABLED": "0",
+               # calls run on Serve's thread pool, not its event loop: a method may block (and
+               # call a sibling service) without stalling the replica (the default of later Rays)
+               "RAY_SERVE_RUN_SYNC_IN_THREADPOOL": "1",
                "SPEEDYSVC_GENERATION": str(self.version),
                RAY_SERVICES_ENV: os.environ.get(RAY_SERVICES_ENV, "")}
         # replicas import the service as the supervisor does (on a cluster's other nodes
