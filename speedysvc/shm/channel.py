@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import posix_ipc
 
 from .. import naming
-from ..errors import CallTimeout, ServiceUnavailable, WorkerDied
+from ..errors import CallTimeout, ProtocolError, ServiceUnavailable, WorkerDied
 from .segment import Segment, open_semaphore
 
 C_STATE, C_SEQ, C_REQ_LEN, C_RESP_LEN, C_WORKER_PID, C_CLIENT_PID, C_OVERFLOW, C_RESP_OFFSET, C_CLOSED = range(9)
@@ -43,6 +43,7 @@ SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "100")) * 1000 \
     if platform.machine() in ("x86_64", "AMD64") else 0
 PROBE_EVERY = 16
 POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
+LOCK_WAIT_DEFAULT_S = 60.0  # calls without a timeout still bound their wait for the queue lock
 
 
 def adapt_spin(recent_ns: int, observed_ns: int) -> int:
@@ -79,6 +80,12 @@ def _write_parts(buf: memoryview, offset: int, parts: list) -> int:
 
 
 
+class SegmentReplaced(Exception):
+    """The service's segment was replaced (its owner was killed and started again) while this
+    call waited unclaimed: the caller follows it to the new segment and sends the call again,
+    which is safe because no worker ever took it."""
+
+
 class ClientChannel:
     """Owned by one thread of one client process; not thread-safe by design."""
 
@@ -95,10 +102,14 @@ class ClientChannel:
         self.recent_ns = SPIN_NS // 4  # start optimistic: spin until round trips say otherwise
         self.sem = open_semaphore(naming.channel_base(scope, self.pid, self.no), 0)
         self.seg: Optional[Segment] = None
+        self.service = None      # the ServiceSegment this channel has a call slot in
+        self.slot = -1
+        self.fast = None         # the compiled view of this channel (native path)
         self._new_segment(capacity)
 
     def _new_segment(self, capacity: int) -> None:
         if self.seg is not None:
+            self.fast = None
             self.seg.close()
             self.seg.unlink()
         self.gen += 1
@@ -107,10 +118,16 @@ class ClientChannel:
         self.seg.q[C_CLIENT_PID] = self.pid
         # requests up to this size leave at least a quarter of the channel for the reply
         self.request_limit = (self.seg.size - DATA_OFFSET) * 3 // 4
+        if self.service is not None:
+            self.service.set_slot_gen(self.slot, self.gen)
 
     @property
     def capacity(self) -> int:
         return self.seg.size - DATA_OFFSET
+
+    @property
+    def owner(self) -> int:
+        return self.pid << 32 | self.no
 
     def call(self, service, parts: list, size: int, decode: Callable, timeout: Optional[float],
              unavailable_after: float):
@@ -123,11 +140,38 @@ class ClientChannel:
             if self.closing:
                 self.close()
 
+    def _register(self, service, timeout: Optional[float]) -> None:
+        """Take a call slot in `service` (once per channel and service segment); when every
+        slot belongs to a live client, wait for one within the timeout."""
+        self._unregister()
+        started = time.monotonic()
+        deadline = started + (LOCK_WAIT_DEFAULT_S if timeout is None else timeout)
+        while True:
+            slot = service.register(self.pid, self.no, self.gen, deadline)
+            if slot is not None:
+                self.service, self.slot = service, slot
+                return
+            if timeout is not None and time.monotonic() >= deadline:
+                raise CallTimeout(f"the call slots of {service.service!r} stayed full for {timeout:g}s "
+                                  f"(every slot belongs to a live client)")
+            deadline = max(deadline, time.monotonic() + 0.1) if timeout is None else deadline
+            time.sleep(0.001)
+
+    def _unregister(self) -> None:
+        if self.service is not None:
+            try:
+                self.service.unregister(self.slot, self.owner)
+            except (ValueError, IndexError):  # its mapping is already gone
+                pass
+            self.service, self.slot = None, -1
+
     def _call(self, service, parts, size, decode, timeout, unavailable_after):
         if self.closing:
             raise ServiceUnavailable("the client was closed")
         if size > self.request_limit or self.want_capacity > self.capacity:
             self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+        if service is not self.service:
+            self._register(service, timeout)
         seg = self.seg
         q = seg.q
         _write_parts(seg.buf, DATA_OFFSET, parts)
@@ -135,8 +179,11 @@ class ClientChannel:
         q[C_REQ_LEN] = size
         q[C_SEQ] = seq
         q[C_STATE] = REQUEST
-        if not service.enqueue(self.pid, self.no, self.gen, seq):
-            self._enqueue_when_room(service, seq, timeout)
+        try:
+            service.post(self.slot, time.monotonic() + (LOCK_WAIT_DEFAULT_S if timeout is None else timeout))
+        except BaseException:
+            q[C_STATE] = IDLE  # never queued
+            raise
         started = perf_counter_ns()
         budget = spin_budget(self.recent_ns, seq) if SPIN_NS else 0
         if budget:
@@ -154,22 +201,10 @@ class ClientChannel:
             self.recent_ns = adapt_spin(self.recent_ns, perf_counter_ns() - started)
         return self._take_reply(decode)
 
-    def _enqueue_when_room(self, service, seq: int, timeout: Optional[float]) -> None:
-        """The queue is full (thousands of calls waiting): wait for room, within the timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not service.enqueue(self.pid, self.no, self.gen, seq):
-            if deadline is not None and time.monotonic() >= deadline:
-                self.seg.q[C_STATE] = IDLE
-                raise CallTimeout(f"the call queue of {service.service!r} stayed full for {timeout:g}s")
-            if service.live_worker_count() == 0:
-                self.seg.q[C_STATE] = IDLE
-                raise ServiceUnavailable(f"service {service.service!r} has no running worker and a full queue")
-            time.sleep(0.001)
-
     def _wait(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
         q = self.seg.q
         start = time.monotonic()
-        unclaimed_since = None
+        self._unclaimed_since = None
         while True:
             try:
                 self.sem.acquire(POLL_S)
@@ -178,33 +213,49 @@ class ClientChannel:
                 continue  # a stale post from an earlier call; keep waiting
             except posix_ipc.BusyError:
                 pass
-            state = q[C_STATE]
-            if state == REPLY:
-                return  # replied, post still in flight
-            if self.closing:
+            if self._check(service, seq, start, timeout, unavailable_after):
+                return
+
+    _unclaimed_since = None
+
+    def _check(self, service, seq: int, start: float, timeout: Optional[float], unavailable_after: float) -> bool:
+        """Every POLL_S of waiting: True once replied; raises when the call cannot complete."""
+        q = self.seg.q
+        state = q[C_STATE]
+        if state == REPLY:
+            return True  # replied, post still in flight
+        if self.closing:
+            self.abandon()
+            raise ServiceUnavailable(f"the client of {service.service!r} was closed during the call")
+        now = time.monotonic()
+        if state == CLAIMED:
+            self._unclaimed_since = None
+            worker = q[C_WORKER_PID]
+            if worker and not naming.pid_alive(worker):
                 self.abandon()
-                raise ServiceUnavailable(f"the client of {service.service!r} was closed during the call")
-            now = time.monotonic()
-            if state == CLAIMED:
-                unclaimed_since = None
-                worker = q[C_WORKER_PID]
-                if worker and not naming.pid_alive(worker):
+                raise WorkerDied(f"worker {worker} of {service.service!r} died during the call; "
+                                 f"the call was not retried")
+        elif state == REQUEST:
+            if service.shutting_down() or service.live_worker_count() == 0:
+                if service.replaced():
+                    q[C_STATE] = IDLE  # withdrawn: nobody serves the old segment any more
+                    self._unregister()
+                    self._unclaimed_since = None
+                    raise SegmentReplaced()
+                self._unclaimed_since = self._unclaimed_since or now
+                if now - self._unclaimed_since >= unavailable_after:
+                    self._unclaimed_since = None
                     self.abandon()
-                    raise WorkerDied(f"worker {worker} of {service.service!r} died during the call; "
-                                     f"the call was not retried")
-            elif state == REQUEST:
-                if service.shutting_down() or service.live_worker_count() == 0:
-                    unclaimed_since = unclaimed_since or now
-                    if now - unclaimed_since >= unavailable_after:
-                        self.abandon()
-                        raise ServiceUnavailable(
-                            f"service {service.service!r} has no running worker (waited "
-                            f"{unavailable_after:.1f}s)")
-                else:
-                    unclaimed_since = None
-            if timeout is not None and now - start >= timeout:
-                self.abandon()
-                raise CallTimeout(f"call to {service.service!r} timed out after {timeout:g}s")
+                    raise ServiceUnavailable(
+                        f"service {service.service!r} has no running worker (waited "
+                        f"{unavailable_after:.1f}s)")
+            else:
+                self._unclaimed_since = None
+        if timeout is not None and now - start >= timeout:
+            self._unclaimed_since = None
+            self.abandon()
+            raise CallTimeout(f"call to {service.service!r} timed out after {timeout:g}s")
+        return False
 
     def _take_reply(self, decode: Callable):
         q = self.seg.q
@@ -213,14 +264,22 @@ class ClientChannel:
         q[C_STATE] = IDLE
         if not overflow:
             off = q[C_RESP_OFFSET]
+            if off < DATA_OFFSET or off + n > self.seg.size:
+                raise ProtocolError(f"reply of {n} bytes at offset {off} lies outside the channel")
             view = self.seg.buf[off:off + n]
             try:
                 return decode(view)
             finally:
                 view.release()
         name = naming.channel_overflow(self.scope, self.pid, self.no, overflow)
-        seg = Segment(name)
+        try:
+            seg = Segment(name)
+        except (posix_ipc.ExistentialError, ValueError) as exc:
+            raise ProtocolError(f"the reply's overflow segment {name} is unusable ({exc})") from None
         seg.unlink()
+        if n > seg.size:
+            seg.close()
+            raise ProtocolError(f"reply of {n} bytes does not fit its overflow segment of {seg.size}")
         self.want_capacity = max(self.want_capacity, _align(q[C_REQ_LEN]) + n + 4096)
         view = seg.buf[:n]
         try:
@@ -246,6 +305,10 @@ class ClientChannel:
             self._close()
 
     def _close(self) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked child's copy: the channel is the parent's to close
+        self._unregister()
+        self.fast = None
         if self.seg is not None:
             self.seg.q[C_CLOSED] = 1  # lets workers drop their mapping of it promptly
             self.seg.close()
@@ -264,6 +327,13 @@ class ClientChannel:
         return self.seg is None
 
 
+class BadChannel(Exception):
+    """A call slot named something that is not a usable channel (garbage, or a rogue's)."""
+
+
+MIN_CHANNEL_BYTES = DATA_OFFSET + 64
+
+
 class WorkerChannels:
     """The worker's view of client channels: an LRU of mapped segments and semaphores."""
 
@@ -280,15 +350,25 @@ class WorkerChannels:
             return entry[1], entry[2]
         if entry is not None:
             self._drop(key)
+        name = naming.channel_segment(self.scope, pid, no, gen)
         try:
-            seg = Segment(naming.channel_segment(self.scope, pid, no, gen))
+            seg = Segment(name)
         except posix_ipc.ExistentialError:
             return None  # the client went away
+        except (ValueError, OSError, posix_ipc.Error) as exc:
+            raise BadChannel(f"channel {name} cannot be mapped ({exc})") from None
+        if seg.size < MIN_CHANNEL_BYTES or seg.q[C_CLIENT_PID] != pid:
+            size, client = seg.size, seg.q[C_CLIENT_PID] if seg.size >= DATA_OFFSET else None
+            seg.close()
+            raise BadChannel(f"channel {name} is not a channel (size {size}, client pid word {client})")
         try:
             sem = open_semaphore(naming.channel_base(self.scope, pid, no))
         except posix_ipc.ExistentialError:
             seg.close()
             return None
+        except (ValueError, OSError, posix_ipc.Error) as exc:
+            seg.close()
+            raise BadChannel(f"semaphore of channel {name} cannot be opened ({exc})") from None
         self.open[key] = (gen, seg, sem)
         while len(self.open) > self.max_open:
             self._drop(next(iter(self.open)))

@@ -8,13 +8,30 @@ from typing import Any, Optional, Sequence
 
 from .. import dispatch, naming, serialisers
 from ..errors import MethodNotFound, ServiceUnavailable
-from .channel import ClientChannel
+from .channel import ClientChannel, SegmentReplaced
 from .events import ShmSubscription
 from .service_segment import ServiceSegment
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_UNAVAILABLE_AFTER = 3.0
+
+
+class _ThreadChannel:
+    """Lives in the thread-local state of one thread: when the thread ends, CPython drops it
+    and the thread's channel is closed (segment and semaphore unlinked, call slot freed)
+    without the caller doing anything."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: ClientChannel):
+        self.channel = channel
+
+    def __del__(self):
+        try:
+            self.channel.request_close()
+        except Exception:  # interpreter shutdown, or already gone
+            pass
 
 
 def _service_name(service: Any) -> str:
@@ -62,14 +79,15 @@ class SHMClient:
     def _channel(self) -> ClientChannel:
         if os.getpid() != self._pid:
             self._after_fork()
-        ch = getattr(self._local, "channel", None)
-        if ch is None or ch.closed:
+        holder = getattr(self._local, "holder", None)
+        if holder is None or holder.channel.closed:
             ch = ClientChannel(self.scope)
-            self._local.channel = ch
+            self._local.holder = _ThreadChannel(ch)
             with self._lock:
                 self._channels = [c for c in self._channels if not c.closed]
                 self._channels.append(ch)
-        return ch
+            return ch
+        return holder.channel
 
     def _after_fork(self) -> None:
         # the parent's channels belong to the parent; just forget them here
@@ -82,10 +100,28 @@ class SHMClient:
         seg = self.segment
         if seg.shutting_down():
             # the service was stopped (and maybe started again): follow it to its new segment
-            seg = self._open_segment(self.connect_timeout)
-            old, self.segment = self.segment, seg
-            old.close()
+            seg = self._follow(seg)
         return seg
+
+    def _follow(self, old: ServiceSegment) -> ServiceSegment:
+        with self._lock:
+            if self.segment is old:
+                self.segment = self._open_segment(self.connect_timeout)
+                # other threads may still be inside a call on the old one: the GC unmaps it
+            return self.segment
+
+    def _send(self, parts: list, size: int, decode, timeout: Optional[float]):
+        timeout = self.timeout if timeout is None else timeout
+        channel = self._channel()
+        for _ in range(3):
+            seg = self._current_segment()
+            try:
+                return channel.call(seg, parts, size, decode, timeout, self.unavailable_after)
+            except SegmentReplaced:
+                # the supervisor was killed and started again: the call was never taken by
+                # any worker, so sending it to the new segment runs it exactly once
+                self._follow(seg)
+        raise ServiceUnavailable(f"service {self.service_name!r} keeps being replaced")
 
     def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
              timeout: Optional[float] = None) -> Any:
@@ -97,9 +133,7 @@ class SHMClient:
         serialiser, prefix = prepared
         parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
         size = serialisers.parts_size(parts)
-        return self._channel().call(self._current_segment(), parts, size,
-                                    lambda view: dispatch.decode_reply(view, serialiser),
-                                    self.timeout if timeout is None else timeout, self.unavailable_after)
+        return self._send(parts, size, lambda view: dispatch.decode_reply(view, serialiser), timeout)
 
     def _prepare(self, method: str) -> tuple:
         encoder = self.methods.get(method)
@@ -113,8 +147,21 @@ class SHMClient:
 
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
         """Forward an already-encoded request; returns the encoded reply (used by the TCP gateway)."""
-        return self._channel().call(self._current_segment(), [request], len(request), bytes,
-                                    self.timeout if timeout is None else timeout, self.unavailable_after)
+        return self._send([request], len(request), bytes, timeout)
+
+    def call_encoded(self, method: str, payload: Any, timeout: Optional[float] = None,
+                     flags: int = 0) -> bytes:
+        """Forward a call whose arguments are already encoded with the method's encoder
+        (`payload`: bytes-like); returns the encoded reply (status byte, padding, body) --
+        see dispatch.decode_reply. For fronts that relay calls (TCP) without decoding them;
+        `flags` carries dispatch.FLAG_NETWORK for calls that came over the network."""
+        if self.closed:
+            raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
+        serialiser, prefix = self._prepared.get(method) or self._prepare(method)
+        if flags:
+            prefix = b"".join(dispatch.encode_request(method, serialiser.code, [], flags))
+        parts = [prefix, payload]
+        return self._send(parts, serialisers.parts_size(parts), bytes, timeout)
 
     def describe(self) -> dict:
         return self.description
@@ -125,10 +172,10 @@ class SHMClient:
 
     def release_thread_channel(self) -> None:
         """Close the calling thread's channel (threads that end should call this)."""
-        ch = getattr(self._local, "channel", None)
-        if ch is not None:
-            ch.close()
-            self._local.channel = None
+        holder = getattr(self._local, "holder", None)
+        if holder is not None:
+            holder.channel.close()
+            self._local.holder = None
 
     def close(self) -> None:
         if self.closed:
