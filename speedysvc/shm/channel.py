@@ -25,6 +25,7 @@ import posix_ipc
 
 from .. import naming
 from ..errors import CallTimeout, ProtocolError, ServiceUnavailable, WorkerDied
+from . import native
 from .segment import Segment, open_semaphore
 
 C_STATE, C_SEQ, C_REQ_LEN, C_RESP_LEN, C_WORKER_PID, C_CLIENT_PID, C_OVERFLOW, C_RESP_OFFSET, C_CLOSED = range(9)
@@ -42,6 +43,8 @@ INITIAL_CAPACITY = 256 * 1024
 SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "100")) * 1000 \
     if platform.machine() in ("x86_64", "AMD64") else 0
 PROBE_EVERY = 16
+# the compiled path spins with proper atomics and a pause instruction on every architecture
+NATIVE_SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "100")) * 1000
 POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
 LOCK_WAIT_DEFAULT_S = 60.0  # calls without a timeout still bound their wait for the queue lock
 
@@ -109,7 +112,9 @@ class ClientChannel:
 
     def _new_segment(self, capacity: int) -> None:
         if self.seg is not None:
-            self.fast = None
+            if self.fast is not None:
+                self.fast.release()
+                self.fast = None
             self.seg.close()
             self.seg.unlink()
         self.gen += 1
@@ -120,6 +125,14 @@ class ClientChannel:
         self.request_limit = (self.seg.size - DATA_OFFSET) * 3 // 4
         if self.service is not None:
             self.service.set_slot_gen(self.slot, self.gen)
+
+    def swept(self) -> bool:
+        """True when this channel's objects were removed under it (a supervisor starting in
+        its scope sweeps what the killed one left, live clients' channels included)."""
+        if self.seg is None:
+            return True
+        sem_file = f"/dev/shm/sem.{naming.channel_base(self.scope, self.pid, self.no).lstrip('/')}"
+        return self.seg.replaced() or not os.path.exists(sem_file)
 
     @property
     def capacity(self) -> int:
@@ -173,6 +186,15 @@ class ClientChannel:
         if service is not self.service:
             self._register(service, timeout)
         seg = self.seg
+        if service.fast is not None:  # the compiled path: enqueue, spin, wait below the GIL
+            _write_parts(seg.buf, DATA_OFFSET, parts)
+            self.seq = seq = self.seq + 1
+            fast = self.fast
+            if fast is None:
+                fast = self.fast = native.channel(seg, self.sem.name)
+            if not fast.call(service.fast, self.slot, size, seq, POLL_S):
+                self._wait_fast(service, seq, timeout, unavailable_after)
+            return self._take_reply(decode)
         q = seg.q
         _write_parts(seg.buf, DATA_OFFSET, parts)
         self.seq = seq = self.seq + 1
@@ -217,6 +239,14 @@ class ClientChannel:
                 return
 
     _unclaimed_since = None
+
+    def _wait_fast(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
+        start = time.monotonic() - POLL_S  # call() has waited one poll already
+        self._unclaimed_since = None
+        wait = self.fast.wait
+        while not self._check(service, seq, start, timeout, unavailable_after):
+            if wait(seq, POLL_S):
+                return
 
     def _check(self, service, seq: int, start: float, timeout: Optional[float], unavailable_after: float) -> bool:
         """Every POLL_S of waiting: True once replied; raises when the call cannot complete."""
@@ -308,7 +338,9 @@ class ClientChannel:
         if os.getpid() != self.pid:
             return  # a forked child's copy: the channel is the parent's to close
         self._unregister()
-        self.fast = None
+        if self.fast is not None:
+            self.fast.release()
+            self.fast = None
         if self.seg is not None:
             self.seg.q[C_CLOSED] = 1  # lets workers drop their mapping of it promptly
             self.seg.close()
@@ -337,9 +369,10 @@ MIN_CHANNEL_BYTES = DATA_OFFSET + 64
 class WorkerChannels:
     """The worker's view of client channels: an LRU of mapped segments and semaphores."""
 
-    def __init__(self, scope: str, max_open: int = 256):
+    def __init__(self, scope: str, max_open: int = 256, compiled: bool = False):
         self.scope = scope
         self.max_open = max_open
+        self.compiled = compiled  # entries hold a _fastpath.Channel instead of a semaphore
         self.open: OrderedDict[tuple[int, int], tuple[int, Segment, posix_ipc.Semaphore]] = OrderedDict()
 
     def get(self, pid: int, no: int, gen: int) -> Optional[tuple[Segment, posix_ipc.Semaphore]]:
@@ -362,8 +395,11 @@ class WorkerChannels:
             seg.close()
             raise BadChannel(f"channel {name} is not a channel (size {size}, client pid word {client})")
         try:
-            sem = open_semaphore(naming.channel_base(self.scope, pid, no))
-        except posix_ipc.ExistentialError:
+            if self.compiled:
+                sem = native.channel(seg, naming.channel_base(self.scope, pid, no))
+            else:
+                sem = open_semaphore(naming.channel_base(self.scope, pid, no))
+        except (posix_ipc.ExistentialError, FileNotFoundError):
             seg.close()
             return None
         except (ValueError, OSError, posix_ipc.Error) as exc:
@@ -390,11 +426,14 @@ class WorkerChannels:
 
     def _drop(self, key) -> None:
         _, seg, sem = self.open.pop(key)
+        if self.compiled:
+            sem.release()
         seg.close()
-        try:
-            sem.close()
-        except posix_ipc.Error:
-            pass
+        if not self.compiled:
+            try:
+                sem.close()
+            except posix_ipc.Error:
+                pass
 
     def close(self) -> None:
         for key in list(self.open):

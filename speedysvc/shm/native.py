@@ -71,9 +71,42 @@ def mismatch_message(service: str) -> str:
             f"setting (unset {FORCE_PURE_ENV} here, or set it for the whole supervisor)")
 
 
+_configured = False
+
+
+def _configure() -> None:
+    """Hand the layout constants to the extension: one definition of layout 4, in Python."""
+    global _configured
+    from . import channel as ch
+    from . import service_segment as ss
+    _ext.configure(dict(
+        pending_word=ss.PENDING_WORD, pending_words=ss.PENDING_WORDS, slots_word=ss.SLOTS_WORD,
+        slot_words=ss.SLOT_WORDS, slot_count=ss.SLOT_COUNT, pure_first=ss.PURE_FIRST_SLOT,
+        workers_word=ss.WORKERS_OFFSET // 8, worker_words=ss.WORKER_WORDS, max_workers=ss.MAX_WORKERS,
+        h_spinner=ss.H_SPINNER, service_bytes=ss.TOTAL_BYTES,
+        w_pid=ss.W_PID, w_state=ss.W_STATE, w_heartbeat=ss.W_HEARTBEAT_NS, w_busy_since=ss.W_BUSY_SINCE_NS,
+        w_calls=ss.W_CALLS, w_errors=ss.W_ERRORS, w_busy_ns=ss.W_BUSY_NS, w_client_pid=ss.W_CLIENT_PID,
+        worker_idle=ss.IDLE, worker_busy=ss.BUSY,
+        c_state=ch.C_STATE, c_seq=ch.C_SEQ, c_req_len=ch.C_REQ_LEN, c_resp_len=ch.C_RESP_LEN,
+        c_worker_pid=ch.C_WORKER_PID, c_client_pid=ch.C_CLIENT_PID, c_overflow=ch.C_OVERFLOW,
+        c_resp_offset=ch.C_RESP_OFFSET, data_offset=ch.DATA_OFFSET, min_channel_bytes=ch.MIN_CHANNEL_BYTES,
+        s_request=ch.REQUEST, s_claimed=ch.CLAIMED, s_reply=ch.REPLY,
+        spin_max_ns=ch.NATIVE_SPIN_NS, probe_every=ch.PROBE_EVERY))
+    _configured = True
+
+
 def attach_service(seg: Any) -> Any:
     """The compiled view of an atomic-mode service segment, or None on the pure path (whose
     clients still interoperate with it; its workers cannot)."""
     if not active():
         return None
+    if not _configured:
+        _configure()
     return _ext.Service(seg.seg.mmap, seg.queue_sem.name)
+
+
+def channel(seg: Any, sem_name: str) -> Any:
+    """The compiled view of a channel segment (either side)."""
+    if not _configured:
+        _configure()
+    return _ext.Channel(seg.mmap, sem_name)

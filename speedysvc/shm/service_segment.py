@@ -239,6 +239,7 @@ class ServiceSegment:
 
     def close(self) -> None:
         if self.fast is not None:
+            self.fast.release()
             self.fast = None
         try:
             self.queue_sem.close()
@@ -292,6 +293,9 @@ class ServiceSegment:
     def register(self, pid: int, no: int, gen: int, deadline: float) -> Optional[int]:
         """Reserve a call slot for a channel (pure-Python clients: upper half). None when every
         slot belongs to a live channel."""
+        if self.fast is not None:  # a compiled client: lower half, compare-and-swap
+            slot = self.fast.register(pid, no, gen)
+            return None if slot < 0 else slot
         q = self.q
         first = SLOTS_WORD + PURE_FIRST_SLOT * SLOT_WORDS
         self._locked(deadline, "registering a channel")
@@ -321,6 +325,9 @@ class ServiceSegment:
 
     def post(self, slot: int, deadline: float) -> None:
         """Mark the slot's call as waiting and wake a worker."""
+        if self.fast is not None:
+            self.fast.post(slot)
+            return
         word = PENDING_WORD + (slot >> 6)
         self._locked(deadline, "queueing a call")
         q = self.q

@@ -121,6 +121,9 @@ class SHMClient:
                 # the supervisor was killed and started again: the call was never taken by
                 # any worker, so sending it to the new segment runs it exactly once
                 self._follow(seg)
+                if channel.swept():  # the new supervisor removed it with the old run's objects
+                    channel.close()
+                    channel = self._channel()
         raise ServiceUnavailable(f"service {self.service_name!r} keeps being replaced")
 
     def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,

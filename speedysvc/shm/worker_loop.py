@@ -19,6 +19,7 @@ from .channel import (C_OVERFLOW, C_REQ_LEN, C_RESP_LEN, C_RESP_OFFSET, C_SEQ, C
                       WorkerChannels, adapt_spin, spin_budget, write_overflow)
 from .channel import _write_parts as write_parts
 from .events import EventRing
+from . import native
 from .native import mismatch_message as native_mismatch
 
 IDLE_WAIT_S = 0.5      # heartbeat and stop-flag cadence of an idle worker
@@ -49,7 +50,8 @@ class ShmWorker:
         self.slot = slot
         self.worker_id = worker_id
         self.stop_event = stop_event or threading.Event()
-        self.channels = WorkerChannels(segment.scope)
+        self.compiled = segment.mode == ss.MODE_ATOMIC
+        self.channels = WorkerChannels(segment.scope, compiled=self.compiled)
         self.pid = os.getpid()
         self.wbase = segment._wbase(slot)
         self.recent_gap_ns = SPIN_NS // 4
@@ -64,8 +66,10 @@ class ShmWorker:
 
     def run(self) -> None:
         seg, slot = self.seg, self.slot
-        if seg.mode != ss.MODE_LOCKED:
+        if self.compiled and seg.fast is None:
             raise RuntimeError(native_mismatch(seg.service))
+        if self.compiled:
+            return self._run_compiled()
         seg.set_worker_word(slot, ss.W_PID, self.pid)
         seg.set_worker_word(slot, ss.W_WORKER_ID, self.worker_id)
         seg.set_worker_word(slot, ss.W_STARTED_NS, time.time_ns())
@@ -92,6 +96,76 @@ class ShmWorker:
             seg.write_stats(slot, self.dispatcher.export_stats())
             seg.set_worker_word(slot, ss.W_STATE, ss.EXITED)
             self.channels.close()
+
+    def _run_compiled(self) -> None:
+        """The compiled path: waiting, dequeue, claim, reply and the worker table are in C;
+        this loop does the channel lookup and the dispatch."""
+        seg, slot = self.seg, self.slot
+        w = native.ext().Worker(seg.fast, slot)
+        seg.set_worker_word(slot, ss.W_PID, self.pid)
+        seg.set_worker_word(slot, ss.W_WORKER_ID, self.worker_id)
+        seg.set_worker_word(slot, ss.W_STARTED_NS, time.time_ns())
+        seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, time.time_ns())
+        seg.set_worker_word(slot, ss.W_STATE, ss.IDLE)
+        take, monotonic_ns = w.take, time.monotonic_ns
+        stop_event, q = self.stop_event, seg.q
+        stop_word = seg._wbase(slot) + ss.W_STOP
+        next_stats = 0
+        try:
+            while not (stop_event.is_set() or q[stop_word] == 1 or q[ss.H_SHUTDOWN] == 1):
+                now = monotonic_ns()
+                if now >= next_stats:
+                    seg.write_stats(slot, self.dispatcher.export_stats())
+                    next_stats = now + STATS_EVERY_NS
+                entry = take(IDLE_WAIT_S)
+                if entry is None:
+                    self.channels.prune()
+                    continue
+                with self.call_lock:
+                    try:
+                        self._serve_compiled(w, entry)
+                    except BadChannel as exc:
+                        self.report(f"call slot {entry[0]} of {seg.service!r}: {exc}")
+        finally:
+            seg.write_stats(slot, self.dispatcher.export_stats())
+            seg.set_worker_word(slot, ss.W_STATE, ss.EXITED)
+            self.channels.close()
+
+    def _serve_compiled(self, w, entry) -> None:
+        slot, owner, gen = entry
+        pid, no = owner >> 32, owner & 0xFFFFFFFF
+        if not pid:
+            return  # a bit left behind by a channel that closed meanwhile
+        channels = self.channels
+        cached = channels.open.get((pid, no))
+        if cached is not None and cached[0] == gen:
+            _, seg, ch = cached
+        else:
+            found = channels.get(pid, no, gen)
+            if found is None:
+                return  # the client went away
+            seg, ch = found
+        n = w.claim(ch)
+        if n < 0:
+            if n == -2:
+                raise BadChannel(f"request length {seg.q[C_REQ_LEN]} exceeds channel {pid}/{no} "
+                                 f"of {seg.size} bytes")
+            return  # abandoned, a stale bit, or another worker's
+        dispatcher = self.dispatcher
+        request = seg.buf[DATA_OFFSET:DATA_OFFSET + n]
+        try:
+            parts = dispatcher.handle(request)
+        except BaseException:
+            w.finish(ch, 0, 0, dispatcher.calls, dispatcher.errors)
+            raise
+        finally:
+            request.release()
+        if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
+            size = parts_size(parts)
+            seq = w.claimed_seq(ch)
+            ok = write_overflow(channels.scope, pid, no, seq, parts, size)
+            w.finish(ch, seq if ok else 0, size, dispatcher.calls, dispatcher.errors)
+        channels.prune_oldest()
 
     def report(self, message: str) -> None:
         """Something in shared memory was garbage: log it (rate-limited), never die of it."""
