@@ -24,7 +24,8 @@ from .native import mismatch_message as native_mismatch
 
 IDLE_WAIT_S = 0.5      # heartbeat and stop-flag cadence of an idle worker
 STATS_EVERY_NS = 1_000_000_000
-REPORT_EVERY_S = 1.0   # garbage in shared memory is logged at most this often
+REPORT_FIRST = 20      # garbage in shared memory: the first reports are all logged,
+REPORT_EVERY_S = 1.0   # then at most one this often
 
 log = logging.getLogger("speedysvc.shm")
 
@@ -171,7 +172,7 @@ class ShmWorker:
         """Something in shared memory was garbage: log it (rate-limited), never die of it."""
         self.garbage += 1
         now = time.monotonic()
-        if now >= self._next_report:
+        if self.garbage <= REPORT_FIRST or now >= self._next_report:
             self._next_report = now + REPORT_EVERY_S
             log.warning("%s (ignored; %d such entries so far)", message, self.garbage)
 

@@ -127,6 +127,25 @@ def test_slots_naming_empty_tiny_or_garbage_channels_never_kill_a_worker(scope, 
                 slot = seg.register(me, no, 1, time.monotonic() + 5)
                 seg.post(slot, time.monotonic() + 5)
                 made.append((slot, me << 32 | no))
+            # a channel that looks real (its client pid, a semaphore, a waiting call) but
+            # claims a request longer than itself
+            from speedysvc.shm import channel as ch
+            no = 900_100
+            name = naming.channel_segment(scope, me, no, 1)
+            liar = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, size=4096)
+            made.append(name)
+            import mmap
+            import struct
+            m = mmap.mmap(liar.fd, 4096)
+            liar.close_fd()
+            for word, value in ((ch.C_CLIENT_PID, me), (ch.C_REQ_LEN, 1 << 40), (ch.C_SEQ, 1),
+                                (ch.C_STATE, ch.REQUEST)):
+                struct.pack_into("<Q", m, word * 8, value)
+            m.close()
+            posix_ipc.Semaphore(naming.channel_base(scope, me, no), posix_ipc.O_CREX).close()
+            made.append("sem:" + naming.channel_base(scope, me, no))
+            slot = seg.register(me, no, 1, time.monotonic() + 5)
+            made.append((slot, me << 32 | no))
             for _ in range(3):  # and the same again, and again
                 for item in made:
                     if isinstance(item, tuple):
@@ -139,11 +158,14 @@ def test_slots_naming_empty_tiny_or_garbage_channels_never_kill_a_worker(scope, 
             for item in made:
                 if isinstance(item, tuple):
                     seg.unregister(*item)
+                elif item.startswith("sem:"):
+                    posix_ipc.unlink_semaphore(item[4:])
                 else:
                     posix_ipc.unlink_shared_memory(item)
             seg.close()
     err = capfd.readouterr().err
     assert "cannot be mapped" in err or "is not a channel" in err, err[-2000:]
+    assert "exceeds channel" in err, err[-2000:]
 
 
 # -- 3: a supervisor killed with SIGKILL and started again ---------------------------------
