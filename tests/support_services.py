@@ -122,3 +122,17 @@ class SiblingCaller(ServerMethodsBase):
         from speedysvc import connect
         with connect(Echo, "shm://") as c:
             return [self.scope, c.echo(text)]
+
+
+class ArrayViews(ServerMethodsBase):
+    """Zero-copy arguments: a zero_copy method reads the array in the client's channel."""
+    name = "array_views"
+    port = 15570
+
+    @msgpack_method(zero_copy=True)
+    def in_place(self, arr):
+        return [bool(arr.flags.owndata), float(arr.sum())]
+
+    @msgpack_method
+    def copied(self, arr):
+        return [bool(arr.flags.owndata), float(arr.sum())]
