@@ -333,40 +333,86 @@ static int wait_reply(Channel *self, u64 seq, double seconds) {
     }
 }
 
-/* call(service, slot, request_length, seq, poll_s) -> 1 replied / 0 check and wait() again.
- * The request bytes are already in place at DATA_OFFSET. */
+/* The reply, once the state says REPLY: a read-only view of it in the channel (the state is
+ * set back to IDLE first: the worker never touches the channel again before the next request),
+ * or -1 when it went to an overflow segment (Python maps that). The caller releases the view
+ * before the channel can be unmapped (the channel is busy meanwhile). */
+static PyObject *reply_view(Channel *self) {
+    u64 *c = self->c;
+    u64 off = LOAD(&c[L.c_resp_offset]), n = LOAD(&c[L.c_resp_len]);
+    if (LOAD(&c[L.c_overflow])) return PyLong_FromLong(-1);
+    if (off < (u64)L.data_offset || off > (u64)self->m.view.len || n > (u64)self->m.view.len - off)
+        return PyErr_Format(PyExc_ValueError, "reply of %llu bytes at offset %llu lies outside the channel",
+                            (unsigned long long)n, (unsigned long long)off);
+    STORE(&c[L.c_state], 0);
+    return PyMemoryView_FromMemory((char *)self->m.view.buf + off, (Py_ssize_t)n, PyBUF_READ);
+}
+
+/* call(service, slot, parts, seq, limit, poll_s): write the request parts at DATA_OFFSET, queue
+ * it, spin, wait one poll. Returns the reply view (see reply_view), -1 (overflow reply: check
+ * and map it), 0 (not replied yet: check the worker and the deadline, then wait()), or -3 (the
+ * request is longer than `limit`: nothing was sent; grow the channel and call again). */
 static PyObject *Channel_call(Channel *self, PyObject *args) {
     Service *svc;
-    Py_ssize_t slot;
-    unsigned long long req_len, seq;
+    Py_ssize_t slot, limit;
+    PyObject *parts;
+    unsigned long long seq;
     double poll_s;
-    if (!PyArg_ParseTuple(args, "O!nKKd", &ServiceType, &svc, &slot, &req_len, &seq, &poll_s)) return NULL;
+    if (!PyArg_ParseTuple(args, "O!nO!Knd", &ServiceType, &svc, &slot, &PyList_Type, &parts, &seq, &limit,
+                          &poll_s))
+        return NULL;
     CHANNEL_OK(self);
     if (!svc->m.has_view) return PyErr_Format(PyExc_ValueError, "service mapping released");
     if (slot < 0 || slot >= L.slot_count) return PyErr_Format(PyExc_IndexError, "slot %zd", slot);
-    if (req_len > (u64)(self->m.view.len - L.data_offset))
-        return PyErr_Format(PyExc_ValueError, "request of %llu bytes exceeds the channel", req_len);
+    if (limit > self->m.view.len - L.data_offset) limit = self->m.view.len - L.data_offset;
+    Py_ssize_t n = PyList_GET_SIZE(parts), size = 0;
+    char *dst = (char *)self->m.view.buf + L.data_offset;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *part = PyList_GET_ITEM(parts, i);
+        if (PyBytes_CheckExact(part)) {
+            Py_ssize_t len = PyBytes_GET_SIZE(part);
+            if (size + len > limit) return PyLong_FromLong(-3);
+            memcpy(dst + size, PyBytes_AS_STRING(part), len);
+            size += len;
+        } else {
+            Py_buffer v;
+            if (PyObject_GetBuffer(part, &v, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+            if (size + v.len > limit) {
+                PyBuffer_Release(&v);
+                return PyLong_FromLong(-3);
+            }
+            memcpy(dst + size, v.buf, v.len);
+            size += v.len;
+            PyBuffer_Release(&v);
+        }
+    }
     u64 *c = self->c;
-    c[L.c_req_len] = req_len;
+    c[L.c_req_len] = (u64)size;
     c[L.c_seq] = seq;
     STORE(&c[L.c_state], L.s_request);
     __atomic_fetch_or(pending(svc, slot), (u64)1 << (slot & 63), __ATOMIC_SEQ_CST);
     sem_post(svc->qsem);
     long long b = budget(self->recent_ns, ++self->calls);
     int r;
-    u64 start;
+    u64 start, end;
     Py_BEGIN_ALLOW_THREADS
     start = mono_ns();
     r = spin_for_reply(self, seq, b);
     if (!r) r = wait_reply(self, seq, poll_s);
+    end = mono_ns();
     Py_END_ALLOW_THREADS
+    self->recent_ns = adapt(self->recent_ns, r == 1 ? (long long)(end - start) : 4 * L.spin_max_ns);
     if (r == -1) {
         if (PyErr_CheckSignals() < 0) return NULL;
         r = 0;
     }
-    if (r == 1) self->recent_ns = adapt(self->recent_ns, (long long)(mono_ns() - start));
-    else self->recent_ns = adapt(self->recent_ns, 4 * L.spin_max_ns);
-    return PyLong_FromLong(r);
+    if (r == 0) return PyLong_FromLong(0);
+    return reply_view(self);
+}
+
+static PyObject *Channel_reply(Channel *self, PyObject *unused) {
+    CHANNEL_OK(self);
+    return reply_view(self);
 }
 
 static PyObject *Channel_wait(Channel *self, PyObject *args) {
@@ -399,7 +445,8 @@ static PyObject *Channel_release(Channel *self, PyObject *unused) {
 
 static PyMethodDef Channel_methods[] = {
     {"call", (PyCFunction)Channel_call, METH_VARARGS,
-     "call(service, slot, request_length, seq, poll_s) -> 1 replied, 0 not yet"},
+     "call(service, slot, parts, seq, limit, poll_s) -> reply view, -1 overflow, 0 not yet, -3 too big"},
+    {"reply", (PyCFunction)Channel_reply, METH_NOARGS, "the reply view (after wait() said 1), or -1"},
     {"wait", (PyCFunction)Channel_wait, METH_VARARGS, "wait(seq, seconds) -> 1 replied, 0 not yet"},
     {"post", (PyCFunction)Channel_post, METH_NOARGS, "wake the channel's client"},
     {"release", (PyCFunction)Channel_release, METH_NOARGS, "drop the buffer of the mapping"},
@@ -626,6 +673,53 @@ static PyObject *Worker_finish(Worker *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* next(channels, wait_s): take() and, when `channels` (owner -> (gen, segment, Channel)) has
+ * the channel at the right generation, claim it too. Returns None, ((gen, segment, Channel),
+ * request length) for a claimed call, or (slot, owner, gen) for Python to open the channel. */
+static PyObject *Worker_next(Worker *self, PyObject *args) {
+    PyObject *channels;
+    double wait_s;
+    if (!PyArg_ParseTuple(args, "O!d", &PyDict_Type, &channels, &wait_s)) return NULL;
+    PyObject *wait = PyFloat_FromDouble(wait_s);
+    if (wait == NULL) return NULL;
+    PyObject *got = Worker_take(self, wait);
+    Py_DECREF(wait);
+    if (got == NULL || got == Py_None) return got;
+    PyObject *owner = PyTuple_GET_ITEM(got, 1);
+    PyObject *entry = PyDict_GetItemWithError(channels, owner);  /* borrowed */
+    if (entry == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(got);
+            return NULL;
+        }
+        return got;
+    }
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3 ||
+        PyObject_RichCompareBool(PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(got, 2), Py_EQ) != 1 ||
+        !PyObject_TypeCheck(PyTuple_GET_ITEM(entry, 2), &ChannelType)) {
+        PyErr_Clear();
+        return got;  /* another generation: Python re-opens it */
+    }
+    PyObject *claimed = Worker_claim(self, PyTuple_GET_ITEM(entry, 2));
+    if (claimed == NULL) {
+        Py_DECREF(got);
+        return NULL;
+    }
+    long n = PyLong_AsLong(claimed);
+    if (n == -2) {  /* garbage: Python reports it */
+        Py_DECREF(claimed);
+        return got;
+    }
+    Py_DECREF(got);
+    if (n < 0) {
+        Py_DECREF(claimed);
+        Py_RETURN_NONE;
+    }
+    PyObject *result = PyTuple_Pack(2, entry, claimed);
+    Py_DECREF(claimed);
+    return result;
+}
+
 static PyObject *Worker_get_seq(Worker *self, PyObject *arg) {
     if (!PyObject_TypeCheck(arg, &ChannelType)) return PyErr_Format(PyExc_TypeError, "claimed_seq(Channel)");
     return PyLong_FromUnsignedLongLong(((Channel *)arg)->claimed_seq);
@@ -633,6 +727,8 @@ static PyObject *Worker_get_seq(Worker *self, PyObject *arg) {
 
 static PyMethodDef Worker_methods[] = {
     {"take", (PyCFunction)Worker_take, METH_O, "take(wait_s) -> (slot, owner, gen) or None"},
+    {"next", (PyCFunction)Worker_next, METH_VARARGS,
+     "next(channels, wait_s) -> None, ((gen, segment, channel), request length) or (slot, owner, gen)"},
     {"claim", (PyCFunction)Worker_claim, METH_O, "claim(channel) -> request length, -1 or -2"},
     {"reply", (PyCFunction)Worker_reply, METH_VARARGS, "reply(channel, parts, calls, errors) -> 1, 0 or -1"},
     {"finish", (PyCFunction)Worker_finish, METH_VARARGS, "finish(channel, overflow_id, size, calls, errors)"},

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 import posix_ipc
 
-from .. import naming
+from .. import naming, serialisers
 from ..errors import CallTimeout, ProtocolError, ServiceUnavailable, WorkerDied
 from . import native
 from .segment import Segment, open_semaphore
@@ -122,7 +122,8 @@ class ClientChannel:
                            DATA_OFFSET + capacity)
         self.seg.q[C_CLIENT_PID] = self.pid
         # requests up to this size leave at least a quarter of the channel for the reply
-        self.request_limit = (self.seg.size - DATA_OFFSET) * 3 // 4
+        self.capacity = self.seg.size - DATA_OFFSET
+        self.request_limit = self.capacity * 3 // 4
         if self.service is not None:
             self.service.set_slot_gen(self.slot, self.gen)
 
@@ -133,10 +134,6 @@ class ClientChannel:
             return True
         sem_file = f"/dev/shm/sem.{naming.channel_base(self.scope, self.pid, self.no).lstrip('/')}"
         return self.seg.replaced() or not os.path.exists(sem_file)
-
-    @property
-    def capacity(self) -> int:
-        return self.seg.size - DATA_OFFSET
 
     @property
     def owner(self) -> int:
@@ -181,20 +178,37 @@ class ClientChannel:
     def _call(self, service, parts, size, decode, timeout, unavailable_after):
         if self.closing:
             raise ServiceUnavailable("the client was closed")
-        if size > self.request_limit or self.want_capacity > self.capacity:
-            self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+        if self.want_capacity > self.capacity:
+            self._new_segment(self.want_capacity)
         if service is not self.service:
             self._register(service, timeout)
         seg = self.seg
-        if service.fast is not None:  # the compiled path: enqueue, spin, wait below the GIL
-            _write_parts(seg.buf, DATA_OFFSET, parts)
-            self.seq = seq = self.seq + 1
+        if service.fast is not None:  # the compiled path: write, enqueue, spin, wait below the GIL
             fast = self.fast
             if fast is None:
                 fast = self.fast = native.channel(seg, self.sem.name)
-            if not fast.call(service.fast, self.slot, size, seq, POLL_S):
-                self._wait_fast(service, seq, timeout, unavailable_after)
-            return self._take_reply(decode)
+            self.seq = seq = self.seq + 1
+            reply = fast.call(service.fast, self.slot, parts, seq, self.request_limit, POLL_S)
+            if reply.__class__ is int:
+                if reply == -3:  # longer than the channel allows: grow it, send again
+                    self.seq -= 1
+                    size = serialisers.parts_size(parts) if size is None else size
+                    self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+                    return self._call(service, parts, size, decode, timeout, unavailable_after)
+                if reply == 0:
+                    self._wait_fast(service, seq, timeout, unavailable_after)
+                    reply = fast.reply()
+                if reply == -1:
+                    return self._take_overflow(decode)
+            try:
+                return decode(reply)
+            finally:
+                reply.release()
+        if size is None:
+            size = serialisers.parts_size(parts)
+        if size > self.request_limit:
+            self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+            seg = self.seg
         q = seg.q
         _write_parts(seg.buf, DATA_OFFSET, parts)
         self.seq = seq = self.seq + 1
@@ -289,18 +303,24 @@ class ClientChannel:
 
     def _take_reply(self, decode: Callable):
         q = self.seg.q
+        if q[C_OVERFLOW]:
+            return self._take_overflow(decode)
+        n = q[C_RESP_LEN]
+        off = q[C_RESP_OFFSET]
+        q[C_STATE] = IDLE
+        if off < DATA_OFFSET or off > self.seg.size or n > self.seg.size - off:
+            raise ProtocolError(f"reply of {n} bytes at offset {off} lies outside the channel")
+        view = self.seg.buf[off:off + n]
+        try:
+            return decode(view)
+        finally:
+            view.release()
+
+    def _take_overflow(self, decode: Callable):
+        q = self.seg.q
         n = q[C_RESP_LEN]
         overflow = q[C_OVERFLOW]
         q[C_STATE] = IDLE
-        if not overflow:
-            off = q[C_RESP_OFFSET]
-            if off < DATA_OFFSET or off + n > self.seg.size:
-                raise ProtocolError(f"reply of {n} bytes at offset {off} lies outside the channel")
-            view = self.seg.buf[off:off + n]
-            try:
-                return decode(view)
-            finally:
-                view.release()
         name = naming.channel_overflow(self.scope, self.pid, self.no, overflow)
         try:
             seg = Segment(name)
@@ -373,10 +393,12 @@ class WorkerChannels:
         self.scope = scope
         self.max_open = max_open
         self.compiled = compiled  # entries hold a _fastpath.Channel instead of a semaphore
-        self.open: OrderedDict[tuple[int, int], tuple[int, Segment, posix_ipc.Semaphore]] = OrderedDict()
+        # owner (client pid << 32 | channel no) -> (generation, segment, semaphore or Channel);
+        # the compiled worker looks channels up here itself (_fastpath.Worker.next)
+        self.open: OrderedDict[int, tuple] = OrderedDict()
 
     def get(self, pid: int, no: int, gen: int) -> Optional[tuple[Segment, posix_ipc.Semaphore]]:
-        key = (pid, no)
+        key = pid << 32 | no
         entry = self.open.get(key)
         if entry is not None and entry[0] == gen:
             self.open.move_to_end(key)
@@ -414,7 +436,7 @@ class WorkerChannels:
         """Unmap every channel whose client closed or abandoned it, or died."""
         for key in list(self.open):
             seg = self.open[key][1]
-            if seg.q[C_CLOSED] or seg.q[C_STATE] == ABANDONED or not naming.pid_alive(key[0]):
+            if seg.q[C_CLOSED] or seg.q[C_STATE] == ABANDONED or not naming.pid_alive(key >> 32):
                 self._drop(key)
 
     def prune_oldest(self) -> None:

@@ -110,7 +110,7 @@ class SHMClient:
                 # other threads may still be inside a call on the old one: the GC unmaps it
             return self.segment
 
-    def _send(self, parts: list, size: int, decode, timeout: Optional[float]):
+    def _send(self, parts: list, size: Optional[int], decode, timeout: Optional[float]):
         timeout = self.timeout if timeout is None else timeout
         channel = self._channel()
         for _ in range(3):
@@ -135,8 +135,8 @@ class SHMClient:
             prepared = self._prepare(method)
         serialiser, prefix = prepared
         parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
-        size = serialisers.parts_size(parts)
-        return self._send(parts, size, lambda view: dispatch.decode_reply(view, serialiser), timeout)
+        # the size is only computed when the pure-Python path or a growing channel needs it
+        return self._send(parts, None, lambda view: dispatch.decode_reply(view, serialiser), timeout)
 
     def _prepare(self, method: str) -> tuple:
         encoder = self.methods.get(method)

@@ -30,6 +30,12 @@ REPORT_EVERY_S = 1.0   # then at most one this often
 log = logging.getLogger("speedysvc.shm")
 
 
+def _channel_ids(name: str) -> tuple[int, int]:
+    """(client pid, channel no) from a channel segment's name (naming.channel_segment)."""
+    pid, _, rest = name.rpartition("_c")[2].partition("x")
+    return int(pid), int(rest.partition("g")[0])
+
+
 class Publisher:
     """What ServerMethodsBase.publish() calls: msgpack-encodes the payload into the event ring."""
 
@@ -108,29 +114,56 @@ class ShmWorker:
         seg.set_worker_word(slot, ss.W_STARTED_NS, time.time_ns())
         seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, time.time_ns())
         seg.set_worker_word(slot, ss.W_STATE, ss.IDLE)
-        take, monotonic_ns = w.take, time.monotonic_ns
-        stop_event, q = self.stop_event, seg.q
+        next_call, monotonic_ns = w.next, time.monotonic_ns
+        stop_event, q, channels, open_channels = self.stop_event, seg.q, self.channels, self.channels.open
         stop_word = seg._wbase(slot) + ss.W_STOP
+        dispatcher, call_lock = self.dispatcher, self.call_lock
+        handle, reply = dispatcher.handle, w.reply
         next_stats = 0
         try:
             while not (stop_event.is_set() or q[stop_word] == 1 or q[ss.H_SHUTDOWN] == 1):
                 now = monotonic_ns()
                 if now >= next_stats:
-                    seg.write_stats(slot, self.dispatcher.export_stats())
+                    seg.write_stats(slot, dispatcher.export_stats())
                     next_stats = now + STATS_EVERY_NS
-                entry = take(IDLE_WAIT_S)
-                if entry is None:
-                    self.channels.prune()
+                got = next_call(open_channels, IDLE_WAIT_S)
+                if got is None:
+                    channels.prune()
                     continue
-                with self.call_lock:
-                    try:
-                        self._serve_compiled(w, entry)
-                    except BadChannel as exc:
-                        self.report(f"call slot {entry[0]} of {seg.service!r}: {exc}")
+                if len(got) == 2:  # claimed in C: a channel this worker has mapped already
+                    (_, cseg, ch), n = got
+                    with call_lock:
+                        request = cseg.buf[DATA_OFFSET:DATA_OFFSET + n]
+                        try:
+                            parts = handle(request)
+                        except BaseException:
+                            w.finish(ch, 0, 0, dispatcher.calls, dispatcher.errors)
+                            raise
+                        finally:
+                            request.release()
+                        if reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
+                            self._overflow(w, cseg, ch, parts)
+                else:
+                    with call_lock:
+                        try:
+                            self._serve_compiled(w, got)
+                        except BadChannel as exc:
+                            self.report(f"call slot {got[0]} of {seg.service!r}: {exc}")
+                if len(open_channels) > 4:  # each mapping holds a descriptor (mmap dups it)
+                    channels.prune_oldest()
         finally:
-            seg.write_stats(slot, self.dispatcher.export_stats())
+            seg.write_stats(slot, dispatcher.export_stats())
             seg.set_worker_word(slot, ss.W_STATE, ss.EXITED)
             self.channels.close()
+
+    def _overflow(self, w, seg, ch, parts) -> None:
+        """A reply too big for the channel: a one-off overflow segment the client maps."""
+        dispatcher = self.dispatcher
+        size = parts_size(parts)
+        seq = w.claimed_seq(ch)
+        pid, no = _channel_ids(seg.name)
+        ok = write_overflow(self.channels.scope, pid, no, seq, parts, size)
+        w.finish(ch, seq if ok else 0, size, dispatcher.calls, dispatcher.errors)
 
     def _serve_compiled(self, w, entry) -> None:
         slot, owner, gen = entry
@@ -138,7 +171,7 @@ class ShmWorker:
         if not pid:
             return  # a bit left behind by a channel that closed meanwhile
         channels = self.channels
-        cached = channels.open.get((pid, no))
+        cached = channels.open.get(owner)
         if cached is not None and cached[0] == gen:
             _, seg, ch = cached
         else:
@@ -162,11 +195,7 @@ class ShmWorker:
         finally:
             request.release()
         if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
-            size = parts_size(parts)
-            seq = w.claimed_seq(ch)
-            ok = write_overflow(channels.scope, pid, no, seq, parts, size)
-            w.finish(ch, seq if ok else 0, size, dispatcher.calls, dispatcher.errors)
-        channels.prune_oldest()
+            self._overflow(w, seg, ch, parts)
 
     def report(self, message: str) -> None:
         """Something in shared memory was garbage: log it (rate-limited), never die of it."""
@@ -259,7 +288,7 @@ class ShmWorker:
         if not pid:
             return  # a bit left behind by a channel that closed meanwhile
         channels = self.channels
-        cached = channels.open.get((pid, no))
+        cached = channels.open.get(owner)
         if cached is not None and cached[0] == gen:
             _, seg, sem = cached
         else:
