@@ -51,7 +51,7 @@ static struct {
         c_resp_offset;
     Py_ssize_t data_offset, min_channel_bytes;
     u64 s_request, s_claimed, s_reply;
-    long long spin_max_ns, probe_every;
+    long long spin_max_ns;
 } L;
 
 static int get_field(PyObject *d, const char *key, long long *out) {
@@ -84,8 +84,8 @@ static PyObject *configure(PyObject *mod, PyObject *d) {
     FIELD(c_state); FIELD(c_seq); FIELD(c_req_len); FIELD(c_resp_len); FIELD(c_worker_pid);
     FIELD(c_client_pid); FIELD(c_overflow); FIELD(c_resp_offset);
     FIELD(data_offset); FIELD(min_channel_bytes); FIELD(s_request); FIELD(s_claimed); FIELD(s_reply);
-    FIELD(spin_max_ns); FIELD(probe_every);
-    if (L.pending_words * 64 != L.slot_count || L.probe_every <= 0 || L.min_channel_bytes < L.data_offset) {
+    FIELD(spin_max_ns);
+    if (L.pending_words * 64 != L.slot_count || L.min_channel_bytes < L.data_offset) {
         PyErr_SetString(PyExc_ValueError, "configure(): inconsistent layout");
         return NULL;
     }
@@ -119,19 +119,47 @@ static int sem_wait_for(sem_t *sem, double seconds) {
     return errno == EINTR ? -2 : -1;
 }
 
-/* Exponentially weighted recent wait; one long wait is clamped so that a few fast calls
- * bring the spin back (same rule as channel.adapt_spin). */
-static inline long long adapt(long long recent, long long observed) {
-    long long cap = 4 * L.spin_max_ns;
-    return (recent * 3 + (observed < cap ? observed : cap)) >> 2;
+/* Adaptive spinning (the same rule as channel.SpinState). A spin only pays when the peer
+ * answers within it and has a core of its own. Successful spins size the next ones (twice the
+ * recent successful waits); a spin that catches nothing means the peer is slow or has no core:
+ * then this side stops spinning for 1, 2, 4, ... MAX_SKIP waits (blocking at once), and the wait
+ * after that probes with the full budget. On a busy machine spinning thus fades out instead of
+ * taking the core the peer needs; an idle worker stops spinning after a few waits. */
+#define MAX_SKIP 1024
+typedef struct {
+    long long ok_ns;   /* recent successful spin waits */
+    unsigned skip;     /* waits left without spinning */
+    unsigned level;    /* current back-off (0: none) */
+    int probe;         /* the next spin is a probe with the full budget */
+} Spin;
+
+static inline void spin_init(Spin *s) {
+    s->ok_ns = L.spin_max_ns / 4;
+    s->skip = s->level = 0;
+    s->probe = 0;
 }
 
-static inline long long budget(long long recent, unsigned long long n) {
+static inline long long spin_budget(Spin *s) {
     if (L.spin_max_ns <= 0) return 0;
-    if (n % (unsigned long long)L.probe_every == 0) return L.spin_max_ns;
-    if (recent * 2 > L.spin_max_ns) return 0;
-    long long b = recent * 2 + 2000;
+    if (s->skip) {
+        if (--s->skip == 0) s->probe = 1;
+        return 0;
+    }
+    if (s->probe) return L.spin_max_ns;
+    long long b = 2 * s->ok_ns + 2000;
     return b < L.spin_max_ns ? b : L.spin_max_ns;
+}
+
+static inline void spin_result(Spin *s, long long budget, int caught, long long waited) {
+    if (budget <= 0) return;
+    s->probe = 0;
+    if (caught) {
+        s->level = 0;
+        s->ok_ns = (s->ok_ns * 3 + waited) >> 2;
+    } else {
+        s->level = s->level ? (s->level * 2 < MAX_SKIP ? s->level * 2 : MAX_SKIP) : 1;
+        s->skip = s->level;
+    }
 }
 
 static int pid_dead(u64 pid) {
@@ -266,8 +294,7 @@ typedef struct {
     Mapping m;
     u64 *c;
     sem_t *sem;
-    long long recent_ns;
-    unsigned long long calls;
+    Spin spin;
     u64 claimed_seq;    /* worker side: the seq it claimed */
     u64 claimed_len;
 } Channel;
@@ -287,7 +314,7 @@ static int Channel_init(Channel *self, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTuple(args, "OU", &mm, &name)) return -1;
     if (map_buffer(&self->m, mm, L.min_channel_bytes) < 0) return -1;
     self->c = (u64 *)self->m.view.buf;
-    self->recent_ns = L.spin_max_ns / 4;
+    spin_init(&self->spin);
     self->sem = open_sem(name);
     return self->sem ? 0 : -1;
 }
@@ -392,16 +419,16 @@ static PyObject *Channel_call(Channel *self, PyObject *args) {
     STORE(&c[L.c_state], L.s_request);
     __atomic_fetch_or(pending(svc, slot), (u64)1 << (slot & 63), __ATOMIC_SEQ_CST);
     sem_post(svc->qsem);
-    long long b = budget(self->recent_ns, ++self->calls);
-    int r;
+    long long b = spin_budget(&self->spin);
+    int r, caught;
     u64 start, end;
     Py_BEGIN_ALLOW_THREADS
     start = mono_ns();
-    r = spin_for_reply(self, seq, b);
+    r = caught = spin_for_reply(self, seq, b);
     if (!r) r = wait_reply(self, seq, poll_s);
     end = mono_ns();
     Py_END_ALLOW_THREADS
-    self->recent_ns = adapt(self->recent_ns, r == 1 ? (long long)(end - start) : 4 * L.spin_max_ns);
+    spin_result(&self->spin, b, caught, (long long)(end - start));
     if (r == -1) {
         if (PyErr_CheckSignals() < 0) return NULL;
         r = 0;
@@ -443,7 +470,15 @@ static PyObject *Channel_release(Channel *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+static PyObject *spin_state(Spin *s) {
+    return Py_BuildValue("{s:L,s:I,s:I,s:i}", "ok_ns", s->ok_ns, "skip", s->skip, "level", s->level,
+                         "probe", s->probe);
+}
+
+static PyObject *Channel_spin_state(Channel *self, PyObject *unused) { return spin_state(&self->spin); }
+
 static PyMethodDef Channel_methods[] = {
+    {"spin_state", (PyCFunction)Channel_spin_state, METH_NOARGS, "the adaptive spin's state (diagnostics)"},
     {"call", (PyCFunction)Channel_call, METH_VARARGS,
      "call(service, slot, parts, seq, limit, poll_s) -> reply view, -1 overflow, 0 not yet, -3 too big"},
     {"reply", (PyCFunction)Channel_reply, METH_NOARGS, "the reply view (after wait() said 1), or -1"},
@@ -470,8 +505,7 @@ typedef struct {
     Py_ssize_t wslot;
     u64 me;           /* spinner id: worker slot + 1 */
     u64 pid;
-    long long recent_gap_ns;
-    unsigned long long waits;
+    Spin spin;
     Py_ssize_t next_word;  /* where the next scan starts: no slot starves */
     u64 busy_start;
 } Worker;
@@ -492,7 +526,7 @@ static int Worker_init(Worker *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(self->svc, svc);
     self->me = (u64)self->wslot + 1;
     self->pid = (u64)getpid();
-    self->recent_gap_ns = L.spin_max_ns / 4;
+    spin_init(&self->spin);
     return 0;
 }
 
@@ -534,14 +568,16 @@ static PyObject *Worker_take(Worker *self, PyObject *arg) {
     if (wait_s == -1.0 && PyErr_Occurred()) return NULL;
     Service *s = self->svc;
     if (!s->m.has_view) return PyErr_Format(PyExc_ValueError, "service mapping released");
-    long long b = budget(self->recent_gap_ns, ++self->waits);
+    long long b = spin_budget(&self->spin);
     Py_ssize_t slot = -1;
+    int caught = 0, spun = 0;
     int sig = 0;
     u64 start, end_t;
     Py_BEGIN_ALLOW_THREADS
     start = mono_ns();
     u64 expected = 0;
     if (b > 0 && CAS(&s->q[L.h_spinner], &expected, self->me)) {
+        spun = 1;
         u64 end = start + (u64)b;
         unsigned k = 0;
         for (;;) {
@@ -549,6 +585,7 @@ static PyObject *Worker_take(Worker *self, PyObject *arg) {
                 slot = claim_any(self);
                 if (slot >= 0) {
                     sem_trywait(s->qsem); /* its wake-up, if posted already */
+                    caught = 1;
                     break;
                 }
             }
@@ -567,7 +604,7 @@ static PyObject *Worker_take(Worker *self, PyObject *arg) {
     }
     end_t = mono_ns();
     Py_END_ALLOW_THREADS
-    self->recent_gap_ns = adapt(self->recent_gap_ns, (long long)(end_t - start));
+    spin_result(&self->spin, spun ? b : 0, caught, (long long)(end_t - start));
     STORE(wword(self, L.w_heartbeat), wall_ns());
     if (sig && PyErr_CheckSignals() < 0) return NULL;
     if (slot < 0) Py_RETURN_NONE;
@@ -725,7 +762,10 @@ static PyObject *Worker_get_seq(Worker *self, PyObject *arg) {
     return PyLong_FromUnsignedLongLong(((Channel *)arg)->claimed_seq);
 }
 
+static PyObject *Worker_spin_state(Worker *self, PyObject *unused) { return spin_state(&self->spin); }
+
 static PyMethodDef Worker_methods[] = {
+    {"spin_state", (PyCFunction)Worker_spin_state, METH_NOARGS, "the adaptive spin's state (diagnostics)"},
     {"take", (PyCFunction)Worker_take, METH_O, "take(wait_s) -> (slot, owner, gen) or None"},
     {"next", (PyCFunction)Worker_next, METH_VARARGS,
      "next(channels, wait_s) -> None, ((gen, segment, channel), request length) or (slot, owner, gen)"},

@@ -33,33 +33,57 @@ DATA_OFFSET = 128
 IDLE, REQUEST, CLAIMED, REPLY, ABANDONED = range(5)
 
 INITIAL_CAPACITY = 256 * 1024
-# The most a waiting side spins before blocking. Spinning only pays when the other side
-# answers within the spin and has a core of its own, so each side adapts: it spins for about
-# twice the waits it has recently seen, and not at all when they are longer than half this
-# bound -- then the CPU is better left to the processes doing the work (on a busy or small
-# machine a spinner takes the core its peer needs). A slow regime can hide a fast one (when
-# both sides sleep, every wait includes a wake-up), so every PROBE_EVERY-th wait spins the
-# full bound to find out.
+# The most a waiting side spins before blocking. The Python path spins only on x86-64, whose
+# memory model orders the plain stores the other side makes; the compiled path uses atomics
+# and a pause instruction on every architecture.
 SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "100")) * 1000 \
     if platform.machine() in ("x86_64", "AMD64") else 0
-PROBE_EVERY = 16
-# the compiled path spins with proper atomics and a pause instruction on every architecture
 NATIVE_SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "100")) * 1000
+MAX_SKIP = 1024
 POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
 LOCK_WAIT_DEFAULT_S = 60.0  # calls without a timeout still bound their wait for the queue lock
 
 
-def adapt_spin(recent_ns: int, observed_ns: int) -> int:
-    """Exponentially weighted recent wait, used to size the next spin. One long wait (an idle
-    spell, a slow call) is clamped so that a few fast calls bring the spin back."""
-    return (recent_ns * 3 + min(observed_ns, 4 * SPIN_NS)) >> 2
+class SpinState:
+    """Adaptive spinning, one per waiting side (the compiled path has the same rule in C).
 
+    A spin only pays when the peer answers within it and has a core of its own. Successful
+    spins size the next ones (twice the recent successful waits). A spin that catches nothing
+    means the peer is slow or has no core -- on a busy or small machine a spinner takes the
+    core its peer needs -- so this side then blocks at once for the next 1, 2, 4, ...
+    MAX_SKIP waits, and the wait after that probes with the full budget. Spinning thus fades
+    out under contention and on an idle service, and comes back when the peer is fast again.
+    """
 
-def spin_budget(recent_ns: int, n: int) -> int:
-    """How long the n-th wait spins, given the recent waits."""
-    if n % PROBE_EVERY == 0:
-        return SPIN_NS
-    return 0 if recent_ns * 2 > SPIN_NS else min(SPIN_NS, recent_ns * 2 + 2_000)
+    __slots__ = ("max_ns", "ok_ns", "skip", "level", "probe")
+
+    def __init__(self, max_ns: int = SPIN_NS):
+        self.max_ns = max_ns
+        self.ok_ns = max_ns // 4
+        self.skip = self.level = 0
+        self.probe = False
+
+    def budget(self) -> int:
+        if self.max_ns <= 0:
+            return 0
+        if self.skip:
+            self.skip -= 1
+            self.probe = self.skip == 0
+            return 0
+        if self.probe:
+            return self.max_ns
+        return min(self.max_ns, 2 * self.ok_ns + 2_000)
+
+    def result(self, budget: int, caught: bool, waited_ns: int) -> None:
+        if budget <= 0:
+            return
+        self.probe = False
+        if caught:
+            self.level = 0
+            self.ok_ns = (self.ok_ns * 3 + waited_ns) >> 2
+        else:
+            self.level = min(self.level * 2, MAX_SKIP) if self.level else 1
+            self.skip = self.level
 
 
 _channel_numbers = itertools.count(1)
@@ -102,7 +126,7 @@ class ClientChannel:
         self.busy = False        # inside call(): only the owning thread may unmap
         self.closing = False     # close requested by another thread
         self._close_lock = threading.Lock()
-        self.recent_ns = SPIN_NS // 4  # start optimistic: spin until round trips say otherwise
+        self.spin = SpinState()
         self.sem = open_semaphore(naming.channel_base(scope, self.pid, self.no), 0)
         self.seg: Optional[Segment] = None
         self.service = None      # the ServiceSegment this channel has a call slot in
@@ -221,20 +245,20 @@ class ClientChannel:
             q[C_STATE] = IDLE  # never queued
             raise
         started = perf_counter_ns()
-        budget = spin_budget(self.recent_ns, seq) if SPIN_NS else 0
+        budget = self.spin.budget()
         if budget:
             end = started + budget
             while q[C_STATE] != REPLY and perf_counter_ns() < end:
                 pass
-        if q[C_STATE] == REPLY:
+        caught = q[C_STATE] == REPLY
+        if caught:
             try:  # consume the worker's post, which follows its state change at once
                 self.sem.acquire(POLL_S)
             except posix_ipc.BusyError:
                 pass
         else:
             self._wait(service, seq, timeout, unavailable_after)
-        if SPIN_NS:
-            self.recent_ns = adapt_spin(self.recent_ns, perf_counter_ns() - started)
+        self.spin.result(budget, caught, perf_counter_ns() - started)
         return self._take_reply(decode)
 
     def _wait(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:

@@ -91,7 +91,7 @@ def _configure() -> None:
         c_worker_pid=ch.C_WORKER_PID, c_client_pid=ch.C_CLIENT_PID, c_overflow=ch.C_OVERFLOW,
         c_resp_offset=ch.C_RESP_OFFSET, data_offset=ch.DATA_OFFSET, min_channel_bytes=ch.MIN_CHANNEL_BYTES,
         s_request=ch.REQUEST, s_claimed=ch.CLAIMED, s_reply=ch.REPLY,
-        spin_max_ns=ch.NATIVE_SPIN_NS, probe_every=ch.PROBE_EVERY))
+        spin_max_ns=ch.NATIVE_SPIN_NS))
     _configured = True
 
 

@@ -16,6 +16,11 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_UNAVAILABLE_AFTER = 3.0
 
+# Bumped in a forked child: clients compare it on every call instead of asking os.getpid()
+# (a system call) -- after fork, the parent's channels belong to the parent.
+_forks = [0]
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
 
 class _ThreadChannel:
     """Lives in the thread-local state of one thread: when the thread ends, CPython drops it
@@ -56,6 +61,7 @@ class SHMClient:
         self.unavailable_after = unavailable_after
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._fork = _forks[0]
         self._local = threading.local()
         self._channels: list[ClientChannel] = []
         self.segment = self._open_segment(connect_timeout)
@@ -77,7 +83,7 @@ class SHMClient:
                 time.sleep(0.02)
 
     def _channel(self) -> ClientChannel:
-        if os.getpid() != self._pid:
+        if _forks[0] != self._fork:
             self._after_fork()
         holder = getattr(self._local, "holder", None)
         if holder is None or holder.channel.closed:
@@ -92,6 +98,7 @@ class SHMClient:
     def _after_fork(self) -> None:
         # the parent's channels belong to the parent; just forget them here
         self._pid = os.getpid()
+        self._fork = _forks[0]
         self._local = threading.local()
         self._channels = []
         self._lock = threading.Lock()
@@ -133,10 +140,10 @@ class SHMClient:
         prepared = self._prepared.get(method)
         if prepared is None:
             prepared = self._prepare(method)
-        serialiser, prefix = prepared
+        serialiser, prefix, decode = prepared
         parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
         # the size is only computed when the pure-Python path or a growing channel needs it
-        return self._send(parts, None, lambda view: dispatch.decode_reply(view, serialiser), timeout)
+        return self._send(parts, None, decode, timeout)
 
     def _prepare(self, method: str) -> tuple:
         encoder = self.methods.get(method)
@@ -145,8 +152,11 @@ class SHMClient:
                                  f"it has: {', '.join(sorted(self.methods)) or 'none'}")
         serialiser = serialisers.SERIALISERS[encoder or "msgpack"]
         prefix = b"".join(dispatch.encode_request(method, serialiser.code, []))
-        self._prepared[method] = (serialiser, prefix)
-        return serialiser, prefix
+
+        def decode(view: memoryview, _decode_reply=dispatch.decode_reply, _serialiser=serialiser) -> Any:
+            return _decode_reply(view, _serialiser)
+        self._prepared[method] = prepared = (serialiser, prefix, decode)
+        return prepared
 
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
         """Forward an already-encoded request; returns the encoded reply (used by the TCP gateway)."""
@@ -160,7 +170,7 @@ class SHMClient:
         `flags` carries dispatch.FLAG_NETWORK for calls that came over the network."""
         if self.closed:
             raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
-        serialiser, prefix = self._prepared.get(method) or self._prepare(method)
+        serialiser, prefix, _ = self._prepared.get(method) or self._prepare(method)
         if flags:
             prefix = b"".join(dispatch.encode_request(method, serialiser.code, [], flags))
         parts = [prefix, payload]

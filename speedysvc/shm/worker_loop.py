@@ -16,7 +16,7 @@ from . import service_segment as ss
 from ..serialisers import parts_size
 from .channel import (C_OVERFLOW, C_REQ_LEN, C_RESP_LEN, C_RESP_OFFSET, C_SEQ, C_STATE,
                       C_WORKER_PID, ABANDONED, CLAIMED, DATA_OFFSET, REPLY, REQUEST, SPIN_NS, BadChannel,
-                      WorkerChannels, adapt_spin, spin_budget, write_overflow)
+                      SpinState, WorkerChannels, write_overflow)
 from .channel import _write_parts as write_parts
 from .events import EventRing
 from . import native
@@ -61,8 +61,7 @@ class ShmWorker:
         self.channels = WorkerChannels(segment.scope, compiled=self.compiled)
         self.pid = os.getpid()
         self.wbase = segment._wbase(slot)
-        self.recent_gap_ns = SPIN_NS // 4
-        self.waits = 0
+        self.spin = SpinState()
         self.call_lock = threading.Lock()  # shm loop and TCP connections: one call at a time
         self.garbage = 0
         self._next_report = 0.0
@@ -152,6 +151,8 @@ class ShmWorker:
                 if len(open_channels) > 4:  # each mapping holds a descriptor (mmap dups it)
                     channels.prune_oldest()
         finally:
+            if os.environ.get("SPEEDYSVC_DEBUG_SPIN"):
+                log.warning("worker spin state at exit: %s", w.spin_state())
             seg.write_stats(slot, dispatcher.export_stats())
             seg.set_worker_word(slot, ss.W_STATE, ss.EXITED)
             self.channels.close()
@@ -210,12 +211,11 @@ class ShmWorker:
         # Only one idle worker spins at a time: on a small machine extra spinners would take
         # the cores the clients need. The claim is racy by design; the worst case is two
         # spinners or none for one round.
-        # The spin adapts to the recent gaps between calls (see channel.spin_budget).
+        # The spin adapts to the recent gaps between calls (see channel.SpinState).
         seg = self.seg
         q = seg.q
         started = time.perf_counter_ns()
-        self.waits += 1
-        budget = spin_budget(self.recent_gap_ns, self.waits) if SPIN_NS else 0
+        budget = self.spin.budget()
         if budget and q[ss.H_SPINNER] == 0:
             me = self.slot + 1
             q[ss.H_SPINNER] = me
@@ -226,10 +226,11 @@ class ShmWorker:
                     if has_pending():
                         try:
                             sem.acquire(0)
-                            self.recent_gap_ns = adapt_spin(self.recent_gap_ns, time.perf_counter_ns() - started)
+                            self.spin.result(budget, True, time.perf_counter_ns() - started)
                             return True
                         except posix_ipc.BusyError:
                             pass  # another worker took it
+                self.spin.result(budget, False, 0)
             finally:
                 if q[ss.H_SPINNER] == me:
                     q[ss.H_SPINNER] = 0
@@ -238,7 +239,6 @@ class ShmWorker:
             got = True
         except (posix_ipc.BusyError, posix_ipc.SignalError):
             got = False
-        self.recent_gap_ns = adapt_spin(self.recent_gap_ns, time.perf_counter_ns() - started)
         return got
 
     def run_tcp_call(self, request: memoryview) -> bytes:
