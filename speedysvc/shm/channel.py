@@ -168,6 +168,18 @@ class ClientChannel:
         """Send one request through `service` (a ServiceSegment) and decode the reply."""
         self.busy = True
         try:
+            fast = self.fast
+            if fast is not None and service is self.service and not self.closing \
+                    and self.want_capacity <= self.capacity:
+                # the steady state of the compiled path, kept flat: one C call does the rest
+                self.seq = seq = self.seq + 1
+                reply = fast.call(service.fast, self.slot, parts, seq, self.request_limit, POLL_S)
+                if reply.__class__ is int:
+                    return self._fast_not_done(reply, service, parts, size, decode, timeout, unavailable_after)
+                try:
+                    return decode(reply)
+                finally:
+                    reply.release()
             return self._call(service, parts, size, decode, timeout, unavailable_after)
         finally:
             self.busy = False
@@ -214,16 +226,7 @@ class ClientChannel:
             self.seq = seq = self.seq + 1
             reply = fast.call(service.fast, self.slot, parts, seq, self.request_limit, POLL_S)
             if reply.__class__ is int:
-                if reply == -3:  # longer than the channel allows: grow it, send again
-                    self.seq -= 1
-                    size = serialisers.parts_size(parts) if size is None else size
-                    self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
-                    return self._call(service, parts, size, decode, timeout, unavailable_after)
-                if reply == 0:
-                    self._wait_fast(service, seq, timeout, unavailable_after)
-                    reply = fast.reply()
-                if reply == -1:
-                    return self._take_overflow(decode)
+                return self._fast_not_done(reply, service, parts, size, decode, timeout, unavailable_after)
             try:
                 return decode(reply)
             finally:
@@ -277,6 +280,24 @@ class ClientChannel:
                 return
 
     _unclaimed_since = None
+
+    def _fast_not_done(self, reply: int, service, parts, size, decode, timeout, unavailable_after):
+        """fast.call() returned a code: the request did not fit, the reply overflowed, or the
+        call is still running (then wait, checking on the worker and the deadline)."""
+        if reply == -3:  # longer than the channel allows: grow it, send again
+            self.seq -= 1
+            size = serialisers.parts_size(parts) if size is None else size
+            self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+            return self._call(service, parts, size, decode, timeout, unavailable_after)
+        if reply == 0:
+            self._wait_fast(service, self.seq, timeout, unavailable_after)
+            reply = self.fast.reply()
+        if reply == -1:
+            return self._take_overflow(decode)
+        try:
+            return decode(reply)
+        finally:
+            reply.release()
 
     def _wait_fast(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
         start = time.monotonic() - POLL_S  # call() has waited one poll already

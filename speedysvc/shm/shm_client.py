@@ -10,7 +10,7 @@ from .. import dispatch, naming, serialisers
 from ..errors import MethodNotFound, ServiceUnavailable
 from .channel import ClientChannel, SegmentReplaced
 from .events import ShmSubscription
-from .service_segment import ServiceSegment
+from .service_segment import H_SHUTDOWN, ServiceSegment
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -118,10 +118,13 @@ class SHMClient:
             return self.segment
 
     def _send(self, parts: list, size: Optional[int], decode, timeout: Optional[float]):
-        timeout = self.timeout if timeout is None else timeout
+        if timeout is None:
+            timeout = self.timeout
         channel = self._channel()
         for _ in range(3):
-            seg = self._current_segment()
+            seg = self.segment
+            if seg.q[H_SHUTDOWN]:  # stopped (and maybe started again): follow it
+                seg = self._follow(seg)
             try:
                 return channel.call(seg, parts, size, decode, timeout, self.unavailable_after)
             except SegmentReplaced:
