@@ -136,3 +136,21 @@ class ArrayViews(ServerMethodsBase):
     @msgpack_method
     def copied(self, arr):
         return [bool(arr.flags.owndata), float(arr.sum())]
+
+
+class Ledger(ServerMethodsBase):
+    """Appends every call it runs to a file (one write, O_APPEND), so a test can tell whether
+    any call ran twice or ran without its caller hearing of it."""
+    name = "ledger"
+    port = 15571
+
+    @msgpack_method
+    def record(self, path, call_id, seconds=0.0):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{call_id}\n".encode())
+        finally:
+            os.close(fd)
+        if seconds:
+            time.sleep(seconds)
+        return call_id

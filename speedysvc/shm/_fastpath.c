@@ -121,9 +121,9 @@ static int sem_wait_for(sem_t *sem, double seconds) {
 
 /* Adaptive spinning (the same rule as channel.SpinState). A spin only pays when the peer
  * answers within it and has a core of its own. Successful spins size the next ones (twice the
- * recent successful waits); a spin that catches nothing means the peer is slow or has no core:
- * then this side stops spinning for 1, 2, 4, ... MAX_SKIP waits (blocking at once), and the wait
- * after that probes with the full budget. On a busy machine spinning thus fades out instead of
+ * recent successful waits); a spin that catches nothing, or only after half the maximum, means
+ * the peer is slow or has no core: then this side stops spinning for 1, 2, 4, ... MAX_SKIP waits
+ * (blocking at once), and the wait after that probes a little further than usual. On a busy machine spinning thus fades out instead of
  * taking the core the peer needs; an idle worker stops spinning after a few waits. */
 #define MAX_SKIP 1024
 typedef struct {
@@ -145,15 +145,18 @@ static inline long long spin_budget(Spin *s) {
         if (--s->skip == 0) s->probe = 1;
         return 0;
     }
-    if (s->probe) return L.spin_max_ns;
-    long long b = 2 * s->ok_ns + 2000;
+    /* a probe looks a little further than usual: far enough to see a fast peer again, not
+     * so far that a failed probe shows in the tail */
+    long long b = s->probe ? 4 * s->ok_ns + 8000 : 2 * s->ok_ns + 2000;
     return b < L.spin_max_ns ? b : L.spin_max_ns;
 }
 
 static inline void spin_result(Spin *s, long long budget, int caught, long long waited) {
     if (budget <= 0) return;
     s->probe = 0;
-    if (caught) {
+    /* a reply caught only after a long spin is no success: the spin probably kept the peer
+     * from the core it needed */
+    if (caught && waited <= L.spin_max_ns / 2) {
         s->level = 0;
         s->ok_ns = (s->ok_ns * 3 + waited) >> 2;
     } else {

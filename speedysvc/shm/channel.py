@@ -48,10 +48,11 @@ class SpinState:
     """Adaptive spinning, one per waiting side (the compiled path has the same rule in C).
 
     A spin only pays when the peer answers within it and has a core of its own. Successful
-    spins size the next ones (twice the recent successful waits). A spin that catches nothing
-    means the peer is slow or has no core -- on a busy or small machine a spinner takes the
-    core its peer needs -- so this side then blocks at once for the next 1, 2, 4, ...
-    MAX_SKIP waits, and the wait after that probes with the full budget. Spinning thus fades
+    spins size the next ones (twice the recent successful waits). A spin that catches nothing,
+    or only after half the maximum, means the peer is slow or has no core -- on a busy or
+    small machine a spinner takes the core its peer needs -- so this side then blocks at once
+    for the next 1, 2, 4, ... MAX_SKIP waits, and the wait after that probes a little further
+    than usual. Spinning thus fades
     out under contention and on an idle service, and comes back when the peer is fast again.
     """
 
@@ -70,15 +71,19 @@ class SpinState:
             self.skip -= 1
             self.probe = self.skip == 0
             return 0
+        # a probe looks a little further than usual: far enough to see a fast peer again,
+        # not so far that a failed probe shows in the tail
         if self.probe:
-            return self.max_ns
+            return min(self.max_ns, 4 * self.ok_ns + 8_000)
         return min(self.max_ns, 2 * self.ok_ns + 2_000)
 
     def result(self, budget: int, caught: bool, waited_ns: int) -> None:
         if budget <= 0:
             return
         self.probe = False
-        if caught:
+        # a reply caught only after a long spin is no success: the spin probably kept the
+        # peer from the core it needed
+        if caught and waited_ns <= self.max_ns // 2:
             self.level = 0
             self.ok_ns = (self.ok_ns * 3 + waited_ns) >> 2
         else:
