@@ -140,8 +140,7 @@ class ShmWorker:
                             raise
                         finally:
                             request.release()
-                        if reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
-                            self._overflow(w, cseg, ch, parts)
+                        self._reply(w, cseg, ch, parts)
                 else:
                     with call_lock:
                         try:
@@ -156,6 +155,16 @@ class ShmWorker:
             seg.write_stats(slot, dispatcher.export_stats())
             seg.set_worker_word(slot, ss.W_STATE, ss.EXITED)
             self.channels.close()
+
+    def _reply(self, w, seg, ch, parts: list) -> None:
+        dispatcher = self.dispatcher
+        try:
+            if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
+                self._overflow(w, seg, ch, parts)
+        except Exception as exc:  # a result part that is no contiguous buffer: say so, do not die
+            parts = dispatcher._error_reply(exc)
+            if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
+                self._overflow(w, seg, ch, parts)
 
     def _overflow(self, w, seg, ch, parts) -> None:
         """A reply too big for the channel: a one-off overflow segment the client maps."""
@@ -195,8 +204,7 @@ class ShmWorker:
             raise
         finally:
             request.release()
-        if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
-            self._overflow(w, seg, ch, parts)
+        self._reply(w, seg, ch, parts)
 
     def report(self, message: str) -> None:
         """Something in shared memory was garbage: log it (rate-limited), never die of it."""
