@@ -41,3 +41,21 @@ def test_zero_copy_methods_read_the_array_in_place_and_others_get_a_copy(scope):
             assert not owns and total == float(arr.sum())
             owns, total = c.copied(arr)
             assert owns and total == float(arr.sum())
+
+
+def test_call_encoded_forwards_encoded_arguments_and_returns_the_encoded_reply(scope):
+    """The entry point for fronts that relay calls (TCP) without decoding them."""
+    from speedysvc import dispatch, serialisers
+    msgpack = serialisers.SERIALISERS["msgpack"]
+    with serve(Echo, workers=1, scope=scope) as svc, connect(Echo, svc.shm_address) as c:
+        payload = serialisers.join_parts(msgpack.encode_call(["hi"], {"suffix": "?"}))
+        reply = c.provider.call_encoded("echo", payload, timeout=10)
+        assert isinstance(reply, bytes)
+        assert dispatch.decode_reply(memoryview(reply), msgpack) == "hi?"
+        error = c.provider.call_encoded("fail_builtin", serialisers.join_parts(msgpack.encode_call(["x"], {})))
+        try:
+            dispatch.decode_reply(memoryview(error), msgpack)
+        except ValueError as exc:
+            assert "x" in str(exc)
+        else:
+            raise AssertionError("the remote exception did not come back")
