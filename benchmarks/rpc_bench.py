@@ -102,6 +102,7 @@ class RowResult:
     mib_ms: float | None = None
     array_ms: float | None = None
     vs_floor: float | None = None
+    vs_c: float | None = None      # the row's 64-byte p50 over the C ping-pong's (hardware limit)
     note: str = ""                 # short, shown in the table
     detail: str = ""               # full reason, printed once below the table
     counts: dict[str, int] = field(default_factory=dict)
@@ -122,6 +123,9 @@ class Peer:
     call: Callable[[Any], Any]
     call_array: Callable[[np.ndarray], np.ndarray] | None
     prepare: Callable[[bytes], Any] = _identity
+    small_only: bool = False       # carries the 64-byte payload only (fixed-size transports)
+    # a row timed by its own code (the C ping-pong): returns {p50_ns, p99_ns, calls_per_s, samples}
+    self_measured: Callable[[Budget], dict] | None = None
 
 
 def bytes_peer(call: Callable[[bytes], bytes]) -> Peer:
@@ -538,6 +542,96 @@ def grpc_peers() -> Iterator[dict[str, Peer]]:
 
 
 # --------------------------------------------------------------------------------------------
+# The hardware limit: a C busy-spin ping-pong (benchmarks/c_pingpong.py, compiled at run time)
+# --------------------------------------------------------------------------------------------
+C_LIMIT_ROW = "C limit: busy-spin ping-pong"
+
+
+def _not_callable(payload: Any) -> Any:
+    raise RuntimeError("this row is timed by its own program")
+
+
+@contextmanager
+def c_limit_peers() -> Iterator[dict[str, Peer]]:
+    from benchmarks import c_pingpong
+    try:
+        c_pingpong.build(tempfile.mkdtemp(prefix="ssvcbench_cc_"))  # fail early without a compiler
+    except c_pingpong.CompilerMissing as exc:
+        raise Unavailable(str(exc)) from None
+
+    def run(budget: Budget) -> dict:
+        return c_pingpong.measure(round_trips=max(50_000, 3 * budget.latency_max_calls))
+    yield {C_LIMIT_ROW: Peer(call=_not_callable, call_array=None, self_measured=run)}
+
+
+# --------------------------------------------------------------------------------------------
+# iceoryx2 request/response (pip install iceoryx2; the `bench` extra), both sides busy-polling
+# --------------------------------------------------------------------------------------------
+ICEORYX2_ROW = "iceoryx2 req/resp (Python)"
+_IOX_STOP = b"\xff" * SMALL_BYTES   # the request that tells the server to exit (cleanly)
+
+
+def _iox_types() -> tuple[Any, type]:
+    import ctypes
+    import iceoryx2 as iox2
+    return iox2, ctypes.c_uint8 * SMALL_BYTES   # fixed-size payloads: 64 bytes only
+
+
+def _iox_service(iox2: Any, payload: type, name: str) -> tuple[Any, Any]:
+    node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+    service = (node.service_builder(iox2.ServiceName.new(name))
+               .request_response(payload, payload).open_or_create())
+    return node, service
+
+
+def _iox_server(ready: Any, name: str) -> None:
+    iox2, payload = _iox_types()
+    node, service = _iox_service(iox2, payload, name)
+    server = service.server_builder().create()
+    ready.send(None)
+    while True:
+        active = server.receive()          # busy-polling, as the fastest iceoryx2 Python server
+        if active is None:
+            continue
+        data = active.payload().contents
+        stop = bytes(data) == _IOX_STOP
+        active.send_copy(data)
+        active.delete()
+        if stop:
+            break
+    del server, service, node              # iceoryx2 removes its shared memory on drop
+
+
+@contextmanager
+def iceoryx2_peers() -> Iterator[dict[str, Peer]]:
+    try:
+        iox2, payload = _iox_types()
+    except ImportError as exc:
+        raise Unavailable(f"{exc}; pip install iceoryx2") from None
+    name = f"ssvcbench/{os.getpid()}/echo"
+    with peer_process(_iox_server, name):
+        node, service = _iox_service(iox2, payload, name)
+        client = service.client_builder().create()
+        from_bytes = payload.from_buffer_copy
+
+        def call(data: bytes) -> bytes:
+            pending = client.send_copy(from_bytes(data))
+            while True:
+                response = pending.receive()
+                if response is not None:
+                    out = bytes(response.payload().contents)
+                    response.delete()
+                    pending.delete()
+                    return out
+        try:
+            yield {ICEORYX2_ROW: Peer(call=call, call_array=None, small_only=True)}
+        finally:
+            call(_IOX_STOP)
+            # iceoryx2 frees its shared memory when these go; `call` keeps the client until then
+            del service, node
+
+
+# --------------------------------------------------------------------------------------------
 # speedysvc
 # --------------------------------------------------------------------------------------------
 SSVC_ROWS = ("speedysvc shm raw", "speedysvc shm msgpack", "speedysvc shm json",
@@ -667,6 +761,10 @@ def _median_round_trip_ns(call: Callable[[Any], Any], payload: Any, reps: int,
 
 
 def measure(name: str, peer: Peer, budget: Budget) -> RowResult:
+    if peer.self_measured is not None:
+        return _self_measured_row(name, peer, budget)
+    if peer.small_only:
+        return _small_only_row(name, peer, budget)
     small = peer.prepare(_ascii_payload(SMALL_BYTES))
     big = peer.prepare(_ascii_payload(MIB))
     arr = np.random.default_rng(8).random(ARRAY_ELEMS) if peer.call_array else None
@@ -699,6 +797,37 @@ def measure(name: str, peer: Peer, budget: Budget) -> RowResult:
             row.array_ms = arr_ns / NS_PER_MS
         else:
             row.note = "no numpy: encoder cannot carry an array"
+    finally:
+        gc.enable()
+    return row
+
+
+def _self_measured_row(name: str, peer: Peer, budget: Budget) -> RowResult:
+    load = ForeignLoad()
+    got = peer.self_measured(budget)
+    row = RowResult(name, p50_us=got["p50_ns"] / NS_PER_US, p99_us=got["p99_ns"] / NS_PER_US,
+                    calls_per_s=got["calls_per_s"], foreign_cpu=load.fraction(), note="64 B only")
+    row.counts["latency_samples"] = got["samples"]
+    return row
+
+
+def _small_only_row(name: str, peer: Peer, budget: Budget) -> RowResult:
+    small = peer.prepare(_ascii_payload(SMALL_BYTES))
+    _check_echo(peer, small, None)
+    for _ in range(budget.warmup_calls):
+        peer.call(small)
+    row = RowResult(name, note="64 B only")
+    gc.collect()
+    gc.disable()
+    try:
+        load = ForeignLoad()
+        lat = _latency_ns(peer.call, small, budget)
+        row.foreign_cpu = load.fraction()
+        p50, p99 = np.percentile(lat, [50, 99])
+        row.p50_us, row.p99_us = p50 / NS_PER_US, p99 / NS_PER_US
+        row.mean_us = statistics.fmean(lat) / NS_PER_US
+        row.calls_per_s, row.counts["throughput_calls"] = _calls_per_s(peer.call, small, budget.throughput_s)
+        row.counts["latency_samples"] = len(lat)
     finally:
         gc.enable()
     return row
@@ -787,6 +916,8 @@ class Group:
 
 GROUPS = (
     Group("floor", (FLOOR_ROW,), floor_peers),
+    Group("c-limit", (C_LIMIT_ROW,), c_limit_peers),
+    Group("iceoryx2", (ICEORYX2_ROW,), iceoryx2_peers),
     Group("pipe", ("multiprocessing.Pipe",), pipe_peers),
     Group("unix", ("unix socket",), unix_socket_peers),
     Group("tcp", ("tcp loopback socket",), tcp_socket_peers),
@@ -950,7 +1081,7 @@ def _fmt(value: float | None, spec: str) -> str:
 COLUMNS = (("transport", 26, None, "<"), ("p50 µs", 9, "p50_us", ".1f"),
            ("p99 µs", 9, "p99_us", ".1f"), ("calls/s", 10, "calls_per_s", ",.0f"),
            ("1 MiB ms", 9, "mib_ms", ".3f"), ("8 MB np ms", 11, "array_ms", ".2f"),
-           ("x floor", 8, "vs_floor", ".1f"))
+           ("x floor", 8, "vs_floor", ".1f"), ("x C", 7, "vs_c", ".0f"))
 
 
 def format_table(rows: list[RowResult]) -> str:
@@ -983,10 +1114,11 @@ def machine_info(mode: str) -> dict[str, Any]:
 
 def apply_floor_ratio(rows: list[RowResult]) -> None:
     floor = next((r.p50_us for r in rows if r.name == FLOOR_ROW), None)
-    if floor:
-        for r in rows:
-            if r.p50_us is not None:
-                r.vs_floor = r.p50_us / floor
+    limit = next((r.p50_us for r in rows if r.name == C_LIMIT_ROW), None)
+    for r in rows:
+        if r.p50_us is not None:
+            r.vs_floor = r.p50_us / floor if floor else None
+            r.vs_c = r.p50_us / limit if limit else None
 
 
 def tcp_ratio_line(rows: list[RowResult]) -> str | None:
@@ -1012,6 +1144,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--retry-busy", metavar="N", type=int, default=0,
                    help="re-measure a row up to N times when other processes used more than "
                         f"{BUSY_WARN_FRACTION:.0%} of the CPUs meanwhile; keep the quietest attempt")
+    p.add_argument("--runs", metavar="N", type=int, default=1,
+                   help="run every selected group N times and report each cell's median")
+    p.add_argument("--contention", action="store_true",
+                   help="keep one core busy with an unrelated CPU-bound process while measuring "
+                        "(compare e.g. --only unix --only speedysvc)")
+    p.add_argument("--throughput", action="store_true",
+                   help="also measure 2 client processes against 2 speedysvc workers beside a "
+                        "2-process Unix-socket server (benchmarks/throughput_bench.py)")
     p.add_argument("--only", metavar="GROUP", action="append",
                    help="run only these groups (repeatable): "
                         + ", ".join(g.label for g in GROUPS)
@@ -1023,15 +1163,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     budget, mode = (QUICK, "quick") if args.quick else (FULL, "default")
     selected = [g for g in GROUPS
-                if not args.only or g.label in args.only or g.label == "floor"]
+                if not args.only or g.label in args.only or g.label in ("floor", "c-limit")]
     sweep_stale_objects()
     info = machine_info(mode)
     _log(f"rpc_bench ({mode}) on {info['cpus']} x {info['cpu']}, Python {info['python']}")
     started = time.monotonic()
-    rows: list[RowResult] = []
-    for group in selected:
-        _log(f"[{group.label}]")
-        rows += run_group(group, budget, args)
+    burner = start_burner() if args.contention else None
+    try:
+        runs = []
+        for run in range(max(1, args.runs)):
+            rows: list[RowResult] = []
+            for group in selected:
+                _log(f"[{group.label}]" + (f" run {run + 1}/{args.runs}" if args.runs > 1 else ""))
+                rows += run_group(group, budget, args)
+            runs.append(rows)
+        rows = median_of_runs(runs)
+        throughput = throughput_rows(budget) if args.throughput else None
+    finally:
+        if burner is not None:
+            burner.kill()
+            burner.join(5)
+    info["contention"] = bool(args.contention)
+    info["runs"] = len(runs)
     apply_floor_ratio(rows)
     info["elapsed_s"] = round(time.monotonic() - started, 1)
     leftovers = check_leftovers()
@@ -1041,7 +1194,14 @@ def main(argv: list[str] | None = None) -> int:
     if details := format_details(rows):
         print("\n" + details)
     print(f"\n64-byte echo latency; calls/s = one client, sequential; medians of round trips. "
-          f"{info['date']}, {info['cpus']} x {info['cpu']}, {info['elapsed_s']} s.")
+          f"{info['date']}, {info['cpus']} x {info['cpu']}, {info['elapsed_s']} s."
+          + (f" Every cell: median of {len(runs)} runs." if len(runs) > 1 else "")
+          + (" One core kept busy by an unrelated CPU-bound process (--contention)."
+             if args.contention else ""))
+    if throughput:
+        print("\nthroughput, 2 client processes, 64-byte echo (calls/s, all clients together):")
+        for name, rate in throughput.items():
+            print(f"  {name:<34} {rate:>12,.0f}")
     if busy := [r.name for r in rows if _is_busy(r)]:
         print(f"{len(busy)} row(s) ran while other processes used more than "
               f"{BUSY_WARN_FRACTION:.0%} of the CPUs: their numbers (spin-waiting ones most) are "
@@ -1052,8 +1212,48 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"meta": info, "rows": [asdict(r) for r in rows], "shm_leftovers": leftovers,
-             "aimm_predict": aimm}, indent=2) + "\n")
+             "aimm_predict": aimm, "throughput": throughput}, indent=2) + "\n")
     return 0
+
+
+def _burn() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:   # an unrelated CPU-bound process, as on a busy production machine
+        pass
+
+
+def start_burner() -> mp.process.BaseProcess:
+    proc = mp.get_context("spawn").Process(target=_burn, daemon=True)
+    proc.start()
+    return proc
+
+
+_MEDIAN_FIELDS = ("p50_us", "p99_us", "mean_us", "foreign_cpu", "calls_per_s", "mib_ms", "array_ms")
+
+
+def median_of_runs(runs: list[list[RowResult]]) -> list[RowResult]:
+    """One row per name: every numeric cell is the median over the runs that measured it."""
+    if len(runs) == 1:
+        return runs[0]
+    combined = []
+    for row in runs[0]:
+        same = [r for run in runs for r in run if r.name == row.name]
+        for attr in _MEDIAN_FIELDS:
+            values = [getattr(r, attr) for r in same if getattr(r, attr) is not None]
+            setattr(row, attr, statistics.median(values) if values else None)
+        row.attempts = sum(r.attempts for r in same)
+        combined.append(row)
+    return combined
+
+
+def throughput_rows(budget: Budget) -> dict[str, float] | None:
+    _log("[throughput] 2 client processes x 2 workers, and a 2-process unix socket server")
+    try:
+        from benchmarks import throughput_bench
+        return throughput_bench.measure(seconds=1.0 if budget is QUICK else 3.0)
+    except Exception as exc:  # noqa: BLE001 - an optional part must not sink the run
+        _log(f"  throughput: failed ({type(exc).__name__}: {exc})")
+        return None
 
 
 # AIMM's own server checks its children once per check period (3 s in its example

@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .supervisor.commands import COMMANDS, REQUIRED
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"speedysvc {__version__}")
+    from .shm.native import path_name
+    parser.add_argument("--version", action="version", version=f"speedysvc {__version__}; {path_name()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     target = argparse.ArgumentParser(add_help=False)
     group = target.add_mutually_exclusive_group()

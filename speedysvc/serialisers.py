@@ -120,6 +120,17 @@ class MsgpackSerialiser(Serialiser):
     name, code = "msgpack", 3
 
     def encode(self, obj: Any) -> Parts:
+        # Most calls carry no array, set or numpy scalar: msgpack packs them as they are, and
+        # anything it cannot pack (TypeError) or range errors take the general path below,
+        # which gives the same result or the same error. Saves a closure and a `default`
+        # round per call on the shared-memory hot path.
+        try:
+            body = msgpack.packb(obj, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            return self._encode_general(obj)
+        return [_OOB_HEADER.pack(len(body), 0), body]
+
+    def _encode_general(self, obj: Any) -> Parts:
         buffers: list[Any] = []
 
         def default(value: Any) -> Any:
@@ -159,6 +170,12 @@ class MsgpackSerialiser(Serialiser):
         offset = _OOB_HEADER.size + body_len
         if offset > len(buf):
             raise EncodingError("undecodable msgpack payload: truncated")
+        if not n_buffers:  # the common case: no out-of-band arrays, no per-call closure
+            try:
+                return msgpack.unpackb(buf[_OOB_HEADER.size:offset], raw=False, strict_map_key=False,
+                                       ext_hook=_inline_ext_hook)
+            except (ValueError, TypeError, msgpack.UnpackException, IndexError) as exc:
+                raise EncodingError(f"undecodable msgpack payload: {exc}") from None
         buffers: list[memoryview] = []
         for _ in range(n_buffers):
             offset = _align(offset)
@@ -194,7 +211,14 @@ def _encode_ndarray(arr: Any, buffers: list[Any]) -> Any:
     return msgpack.ExtType(_EXT_NDARRAY_INLINE, msgpack.packb(meta, use_bin_type=True))
 
 
-def _decode_ndarray(code: int, data: bytes, buffers: list[Any], copy: bool) -> Any:
+def _inline_ext_hook(code: int, data: bytes) -> Any:
+    """ext_hook of payloads without out-of-band buffers (inline arrays are always copied)."""
+    if code == _EXT_NDARRAY_OOB:
+        raise ValueError("an out-of-band array is referenced, but the payload has no buffers")
+    return _decode_ndarray(code, data, (), True)
+
+
+def _decode_ndarray(code: int, data: bytes, buffers: Any, copy: bool) -> Any:
     if code == _EXT_NDARRAY_INLINE:
         dtype, shape, raw = msgpack.unpackb(data, raw=False)
         return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()

@@ -133,3 +133,35 @@ class SiblingCaller(ServerMethodsBase):
         from speedysvc import connect
         with connect(Echo, "shm://") as c:
             return [self.scope, c.echo(text)]
+
+
+class ArrayViews(ServerMethodsBase):
+    """Zero-copy arguments: a zero_copy method reads the array in the client's channel."""
+    name = "array_views"
+    port = 15570
+
+    @msgpack_method(zero_copy=True)
+    def in_place(self, arr):
+        return [bool(arr.flags.owndata), float(arr.sum())]
+
+    @msgpack_method
+    def copied(self, arr):
+        return [bool(arr.flags.owndata), float(arr.sum())]
+
+
+class Ledger(ServerMethodsBase):
+    """Appends every call it runs to a file (one write, O_APPEND), so a test can tell whether
+    any call ran twice or ran without its caller hearing of it."""
+    name = "ledger"
+    port = 15571
+
+    @msgpack_method
+    def record(self, path, call_id, seconds=0.0):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{call_id}\n".encode())
+        finally:
+            os.close(fd)
+        if seconds:
+            time.sleep(seconds)
+        return call_id

@@ -23,8 +23,9 @@ from typing import Callable, Optional
 
 import posix_ipc
 
-from .. import naming
-from ..errors import CallTimeout, ServiceUnavailable, WorkerDied
+from .. import naming, serialisers
+from ..errors import CallTimeout, ProtocolError, ServiceUnavailable, WorkerDied
+from . import native
 from .segment import Segment, open_semaphore
 
 C_STATE, C_SEQ, C_REQ_LEN, C_RESP_LEN, C_WORKER_PID, C_CLIENT_PID, C_OVERFLOW, C_RESP_OFFSET, C_CLOSED = range(9)
@@ -32,30 +33,62 @@ DATA_OFFSET = 128
 IDLE, REQUEST, CLAIMED, REPLY, ABANDONED = range(5)
 
 INITIAL_CAPACITY = 256 * 1024
-# The most a waiting side spins before blocking. Spinning only pays when the other side
-# answers within the spin and has a core of its own, so each side adapts: it spins for about
-# twice the waits it has recently seen, and not at all when they are longer than half this
-# bound -- then the CPU is better left to the processes doing the work (on a busy or small
-# machine a spinner takes the core its peer needs). A slow regime can hide a fast one (when
-# both sides sleep, every wait includes a wake-up), so every PROBE_EVERY-th wait spins the
-# full bound to find out.
+# The most a waiting side spins before blocking. The Python path spins only on x86-64, whose
+# memory model orders the plain stores the other side makes; the compiled path uses atomics
+# and a pause instruction on every architecture.
 SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "100")) * 1000 \
     if platform.machine() in ("x86_64", "AMD64") else 0
-PROBE_EVERY = 16
+NATIVE_SPIN_NS = int(os.environ.get("SPEEDYSVC_SPIN_US", "100")) * 1000
+MAX_SKIP = 1024
 POLL_S = 0.2  # how often a waiting client checks on the worker and the deadline
+LOCK_WAIT_DEFAULT_S = 60.0  # calls without a timeout still bound their wait for the queue lock
 
 
-def adapt_spin(recent_ns: int, observed_ns: int) -> int:
-    """Exponentially weighted recent wait, used to size the next spin. One long wait (an idle
-    spell, a slow call) is clamped so that a few fast calls bring the spin back."""
-    return (recent_ns * 3 + min(observed_ns, 4 * SPIN_NS)) >> 2
+class SpinState:
+    """Adaptive spinning, one per waiting side (the compiled path has the same rule in C).
 
+    A spin only pays when the peer answers within it and has a core of its own. Successful
+    spins size the next ones (twice the recent successful waits). A spin that catches nothing,
+    or only after half the maximum, means the peer is slow or has no core -- on a busy or
+    small machine a spinner takes the core its peer needs -- so this side then blocks at once
+    for the next 1, 2, 4, ... MAX_SKIP waits, and the wait after that probes a little further
+    than usual. Spinning thus fades
+    out under contention and on an idle service, and comes back when the peer is fast again.
+    """
 
-def spin_budget(recent_ns: int, n: int) -> int:
-    """How long the n-th wait spins, given the recent waits."""
-    if n % PROBE_EVERY == 0:
-        return SPIN_NS
-    return 0 if recent_ns * 2 > SPIN_NS else min(SPIN_NS, recent_ns * 2 + 2_000)
+    __slots__ = ("max_ns", "ok_ns", "skip", "level", "probe")
+
+    def __init__(self, max_ns: int = SPIN_NS):
+        self.max_ns = max_ns
+        self.ok_ns = max_ns // 4
+        self.skip = self.level = 0
+        self.probe = False
+
+    def budget(self) -> int:
+        if self.max_ns <= 0:
+            return 0
+        if self.skip:
+            self.skip -= 1
+            self.probe = self.skip == 0
+            return 0
+        # a probe looks a little further than usual: far enough to see a fast peer again,
+        # not so far that a failed probe shows in the tail
+        if self.probe:
+            return min(self.max_ns, 4 * self.ok_ns + 8_000)
+        return min(self.max_ns, 2 * self.ok_ns + 2_000)
+
+    def result(self, budget: int, caught: bool, waited_ns: int) -> None:
+        if budget <= 0:
+            return
+        self.probe = False
+        # a reply caught only after a long spin is no success: the spin probably kept the
+        # peer from the core it needed
+        if caught and waited_ns <= self.max_ns // 2:
+            self.level = 0
+            self.ok_ns = (self.ok_ns * 3 + waited_ns) >> 2
+        else:
+            self.level = min(self.level * 2, MAX_SKIP) if self.level else 1
+            self.skip = self.level
 
 
 _channel_numbers = itertools.count(1)
@@ -79,6 +112,12 @@ def _write_parts(buf: memoryview, offset: int, parts: list) -> int:
 
 
 
+class SegmentReplaced(Exception):
+    """The service's segment was replaced (its owner was killed and started again) while this
+    call waited unclaimed: the caller follows it to the new segment and sends the call again,
+    which is safe because no worker ever took it."""
+
+
 class ClientChannel:
     """Owned by one thread of one client process; not thread-safe by design."""
 
@@ -92,13 +131,19 @@ class ClientChannel:
         self.busy = False        # inside call(): only the owning thread may unmap
         self.closing = False     # close requested by another thread
         self._close_lock = threading.Lock()
-        self.recent_ns = SPIN_NS // 4  # start optimistic: spin until round trips say otherwise
+        self.spin = SpinState()
         self.sem = open_semaphore(naming.channel_base(scope, self.pid, self.no), 0)
         self.seg: Optional[Segment] = None
+        self.service = None      # the ServiceSegment this channel has a call slot in
+        self.slot = -1
+        self.fast = None         # the compiled view of this channel (native path)
         self._new_segment(capacity)
 
     def _new_segment(self, capacity: int) -> None:
         if self.seg is not None:
+            if self.fast is not None:
+                self.fast.release()
+                self.fast = None
             self.seg.close()
             self.seg.unlink()
         self.gen += 1
@@ -106,70 +151,128 @@ class ClientChannel:
                            DATA_OFFSET + capacity)
         self.seg.q[C_CLIENT_PID] = self.pid
         # requests up to this size leave at least a quarter of the channel for the reply
-        self.request_limit = (self.seg.size - DATA_OFFSET) * 3 // 4
+        self.capacity = self.seg.size - DATA_OFFSET
+        self.request_limit = self.capacity * 3 // 4
+        if self.service is not None:
+            self.service.set_slot_gen(self.slot, self.gen)
+
+    def swept(self) -> bool:
+        """True when this channel's objects were removed under it (a supervisor starting in
+        its scope sweeps what the killed one left, live clients' channels included)."""
+        if self.seg is None:
+            return True
+        sem_file = f"/dev/shm/sem.{naming.channel_base(self.scope, self.pid, self.no).lstrip('/')}"
+        return self.seg.replaced() or not os.path.exists(sem_file)
 
     @property
-    def capacity(self) -> int:
-        return self.seg.size - DATA_OFFSET
+    def owner(self) -> int:
+        return self.pid << 32 | self.no
 
     def call(self, service, parts: list, size: int, decode: Callable, timeout: Optional[float],
              unavailable_after: float):
         """Send one request through `service` (a ServiceSegment) and decode the reply."""
         self.busy = True
         try:
+            fast = self.fast
+            if fast is not None and service is self.service and not self.closing \
+                    and self.want_capacity <= self.capacity:
+                # the steady state of the compiled path, kept flat: one C call does the rest
+                self.seq = seq = self.seq + 1
+                reply = fast.call(service.fast, self.slot, parts, seq, self.request_limit, POLL_S)
+                if reply.__class__ is int:
+                    return self._fast_not_done(reply, service, parts, size, decode, timeout, unavailable_after)
+                try:
+                    return decode(reply)
+                finally:
+                    reply.release()
             return self._call(service, parts, size, decode, timeout, unavailable_after)
         finally:
             self.busy = False
             if self.closing:
                 self.close()
 
+    def _register(self, service, timeout: Optional[float]) -> None:
+        """Take a call slot in `service` (once per channel and service segment); when every
+        slot belongs to a live client, wait for one within the timeout."""
+        self._unregister()
+        started = time.monotonic()
+        deadline = started + (LOCK_WAIT_DEFAULT_S if timeout is None else timeout)
+        while True:
+            slot = service.register(self.pid, self.no, self.gen, deadline)
+            if slot is not None:
+                self.service, self.slot = service, slot
+                return
+            if timeout is not None and time.monotonic() >= deadline:
+                raise CallTimeout(f"the call slots of {service.service!r} stayed full for {timeout:g}s "
+                                  f"(every slot belongs to a live client)")
+            deadline = max(deadline, time.monotonic() + 0.1) if timeout is None else deadline
+            time.sleep(0.001)
+
+    def _unregister(self) -> None:
+        if self.service is not None:
+            try:
+                self.service.unregister(self.slot, self.owner)
+            except (ValueError, IndexError):  # its mapping is already gone
+                pass
+            self.service, self.slot = None, -1
+
     def _call(self, service, parts, size, decode, timeout, unavailable_after):
         if self.closing:
             raise ServiceUnavailable("the client was closed")
-        if size > self.request_limit or self.want_capacity > self.capacity:
-            self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+        if self.want_capacity > self.capacity:
+            self._new_segment(self.want_capacity)
+        if service is not self.service:
+            self._register(service, timeout)
         seg = self.seg
+        if service.fast is not None:  # the compiled path: write, enqueue, spin, wait below the GIL
+            fast = self.fast
+            if fast is None:
+                fast = self.fast = native.channel(seg, self.sem.name)
+            self.seq = seq = self.seq + 1
+            reply = fast.call(service.fast, self.slot, parts, seq, self.request_limit, POLL_S)
+            if reply.__class__ is int:
+                return self._fast_not_done(reply, service, parts, size, decode, timeout, unavailable_after)
+            try:
+                return decode(reply)
+            finally:
+                reply.release()
+        if size is None:
+            size = serialisers.parts_size(parts)
+        if size > self.request_limit:
+            self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+            seg = self.seg
         q = seg.q
         _write_parts(seg.buf, DATA_OFFSET, parts)
         self.seq = seq = self.seq + 1
         q[C_REQ_LEN] = size
         q[C_SEQ] = seq
         q[C_STATE] = REQUEST
-        if not service.enqueue(self.pid, self.no, self.gen, seq):
-            self._enqueue_when_room(service, seq, timeout)
+        try:
+            service.post(self.slot, time.monotonic() + (LOCK_WAIT_DEFAULT_S if timeout is None else timeout))
+        except BaseException:
+            q[C_STATE] = IDLE  # never queued
+            raise
         started = perf_counter_ns()
-        budget = spin_budget(self.recent_ns, seq) if SPIN_NS else 0
+        budget = self.spin.budget()
         if budget:
             end = started + budget
             while q[C_STATE] != REPLY and perf_counter_ns() < end:
                 pass
-        if q[C_STATE] == REPLY:
+        caught = q[C_STATE] == REPLY
+        if caught:
             try:  # consume the worker's post, which follows its state change at once
                 self.sem.acquire(POLL_S)
             except posix_ipc.BusyError:
                 pass
         else:
             self._wait(service, seq, timeout, unavailable_after)
-        if SPIN_NS:
-            self.recent_ns = adapt_spin(self.recent_ns, perf_counter_ns() - started)
+        self.spin.result(budget, caught, perf_counter_ns() - started)
         return self._take_reply(decode)
-
-    def _enqueue_when_room(self, service, seq: int, timeout: Optional[float]) -> None:
-        """The queue is full (thousands of calls waiting): wait for room, within the timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not service.enqueue(self.pid, self.no, self.gen, seq):
-            if deadline is not None and time.monotonic() >= deadline:
-                self.seg.q[C_STATE] = IDLE
-                raise CallTimeout(f"the call queue of {service.service!r} stayed full for {timeout:g}s")
-            if service.live_worker_count() == 0:
-                self.seg.q[C_STATE] = IDLE
-                raise ServiceUnavailable(f"service {service.service!r} has no running worker and a full queue")
-            time.sleep(0.001)
 
     def _wait(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
         q = self.seg.q
         start = time.monotonic()
-        unclaimed_since = None
+        self._unclaimed_since = None
         while True:
             try:
                 self.sem.acquire(POLL_S)
@@ -178,49 +281,105 @@ class ClientChannel:
                 continue  # a stale post from an earlier call; keep waiting
             except posix_ipc.BusyError:
                 pass
-            state = q[C_STATE]
-            if state == REPLY:
-                return  # replied, post still in flight
-            if self.closing:
+            if self._check(service, seq, start, timeout, unavailable_after):
+                return
+
+    _unclaimed_since = None
+
+    def _fast_not_done(self, reply: int, service, parts, size, decode, timeout, unavailable_after):
+        """fast.call() returned a code: the request did not fit, the reply overflowed, or the
+        call is still running (then wait, checking on the worker and the deadline)."""
+        if reply == -3:  # longer than the channel allows: grow it, send again
+            self.seq -= 1
+            size = serialisers.parts_size(parts) if size is None else size
+            self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
+            return self._call(service, parts, size, decode, timeout, unavailable_after)
+        if reply == 0:
+            self._wait_fast(service, self.seq, timeout, unavailable_after)
+            reply = self.fast.reply()
+        if reply == -1:
+            return self._take_overflow(decode)
+        try:
+            return decode(reply)
+        finally:
+            reply.release()
+
+    def _wait_fast(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
+        start = time.monotonic() - POLL_S  # call() has waited one poll already
+        self._unclaimed_since = None
+        wait = self.fast.wait
+        while not self._check(service, seq, start, timeout, unavailable_after):
+            if wait(seq, POLL_S):
+                return
+
+    def _check(self, service, seq: int, start: float, timeout: Optional[float], unavailable_after: float) -> bool:
+        """Every POLL_S of waiting: True once replied; raises when the call cannot complete."""
+        q = self.seg.q
+        state = q[C_STATE]
+        if state == REPLY:
+            return True  # replied, post still in flight
+        if self.closing:
+            self.abandon()
+            raise ServiceUnavailable(f"the client of {service.service!r} was closed during the call")
+        now = time.monotonic()
+        if state == CLAIMED:
+            self._unclaimed_since = None
+            worker = q[C_WORKER_PID]
+            if worker and not naming.pid_alive(worker):
                 self.abandon()
-                raise ServiceUnavailable(f"the client of {service.service!r} was closed during the call")
-            now = time.monotonic()
-            if state == CLAIMED:
-                unclaimed_since = None
-                worker = q[C_WORKER_PID]
-                if worker and not naming.pid_alive(worker):
+                raise WorkerDied(f"worker {worker} of {service.service!r} died during the call; "
+                                 f"the call was not retried")
+        elif state == REQUEST:
+            if service.shutting_down() or service.live_worker_count() == 0:
+                if service.replaced():
+                    q[C_STATE] = IDLE  # withdrawn: nobody serves the old segment any more
+                    self._unregister()
+                    self._unclaimed_since = None
+                    raise SegmentReplaced()
+                self._unclaimed_since = self._unclaimed_since or now
+                if now - self._unclaimed_since >= unavailable_after:
+                    self._unclaimed_since = None
                     self.abandon()
-                    raise WorkerDied(f"worker {worker} of {service.service!r} died during the call; "
-                                     f"the call was not retried")
-            elif state == REQUEST:
-                if service.shutting_down() or service.live_worker_count() == 0:
-                    unclaimed_since = unclaimed_since or now
-                    if now - unclaimed_since >= unavailable_after:
-                        self.abandon()
-                        raise ServiceUnavailable(
-                            f"service {service.service!r} has no running worker (waited "
-                            f"{unavailable_after:.1f}s)")
-                else:
-                    unclaimed_since = None
-            if timeout is not None and now - start >= timeout:
-                self.abandon()
-                raise CallTimeout(f"call to {service.service!r} timed out after {timeout:g}s")
+                    raise ServiceUnavailable(
+                        f"service {service.service!r} has no running worker (waited "
+                        f"{unavailable_after:.1f}s)")
+            else:
+                self._unclaimed_since = None
+        if timeout is not None and now - start >= timeout:
+            self._unclaimed_since = None
+            self.abandon()
+            raise CallTimeout(f"call to {service.service!r} timed out after {timeout:g}s")
+        return False
 
     def _take_reply(self, decode: Callable):
+        q = self.seg.q
+        if q[C_OVERFLOW]:
+            return self._take_overflow(decode)
+        n = q[C_RESP_LEN]
+        off = q[C_RESP_OFFSET]
+        q[C_STATE] = IDLE
+        if off < DATA_OFFSET or off > self.seg.size or n > self.seg.size - off:
+            raise ProtocolError(f"reply of {n} bytes at offset {off} lies outside the channel")
+        view = self.seg.buf[off:off + n]
+        try:
+            return decode(view)
+        finally:
+            view.release()
+
+    def _take_overflow(self, decode: Callable):
         q = self.seg.q
         n = q[C_RESP_LEN]
         overflow = q[C_OVERFLOW]
         q[C_STATE] = IDLE
-        if not overflow:
-            off = q[C_RESP_OFFSET]
-            view = self.seg.buf[off:off + n]
-            try:
-                return decode(view)
-            finally:
-                view.release()
         name = naming.channel_overflow(self.scope, self.pid, self.no, overflow)
-        seg = Segment(name)
+        try:
+            seg = Segment(name)
+        except (posix_ipc.ExistentialError, ValueError) as exc:
+            raise ProtocolError(f"the reply's overflow segment {name} is unusable ({exc})") from None
         seg.unlink()
+        if n > seg.size:
+            seg.close()
+            raise ProtocolError(f"reply of {n} bytes does not fit its overflow segment of {seg.size}")
         self.want_capacity = max(self.want_capacity, _align(q[C_REQ_LEN]) + n + 4096)
         view = seg.buf[:n]
         try:
@@ -246,6 +405,12 @@ class ClientChannel:
             self._close()
 
     def _close(self) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked child's copy: the channel is the parent's to close
+        self._unregister()
+        if self.fast is not None:
+            self.fast.release()
+            self.fast = None
         if self.seg is not None:
             self.seg.q[C_CLOSED] = 1  # lets workers drop their mapping of it promptly
             self.seg.close()
@@ -264,31 +429,54 @@ class ClientChannel:
         return self.seg is None
 
 
+class BadChannel(Exception):
+    """A call slot named something that is not a usable channel (garbage, or a rogue's)."""
+
+
+MIN_CHANNEL_BYTES = DATA_OFFSET + 64
+
+
 class WorkerChannels:
     """The worker's view of client channels: an LRU of mapped segments and semaphores."""
 
-    def __init__(self, scope: str, max_open: int = 256):
+    def __init__(self, scope: str, max_open: int = 256, compiled: bool = False):
         self.scope = scope
         self.max_open = max_open
-        self.open: OrderedDict[tuple[int, int], tuple[int, Segment, posix_ipc.Semaphore]] = OrderedDict()
+        self.compiled = compiled  # entries hold a _fastpath.Channel instead of a semaphore
+        # owner (client pid << 32 | channel no) -> (generation, segment, semaphore or Channel);
+        # the compiled worker looks channels up here itself (_fastpath.Worker.next)
+        self.open: OrderedDict[int, tuple] = OrderedDict()
 
     def get(self, pid: int, no: int, gen: int) -> Optional[tuple[Segment, posix_ipc.Semaphore]]:
-        key = (pid, no)
+        key = pid << 32 | no
         entry = self.open.get(key)
         if entry is not None and entry[0] == gen:
             self.open.move_to_end(key)
             return entry[1], entry[2]
         if entry is not None:
             self._drop(key)
+        name = naming.channel_segment(self.scope, pid, no, gen)
         try:
-            seg = Segment(naming.channel_segment(self.scope, pid, no, gen))
+            seg = Segment(name)
         except posix_ipc.ExistentialError:
             return None  # the client went away
+        except (ValueError, OSError, posix_ipc.Error) as exc:
+            raise BadChannel(f"channel {name} cannot be mapped ({exc})") from None
+        if seg.size < MIN_CHANNEL_BYTES or seg.q[C_CLIENT_PID] != pid:
+            size, client = seg.size, seg.q[C_CLIENT_PID] if seg.size >= DATA_OFFSET else None
+            seg.close()
+            raise BadChannel(f"channel {name} is not a channel (size {size}, client pid word {client})")
         try:
-            sem = open_semaphore(naming.channel_base(self.scope, pid, no))
-        except posix_ipc.ExistentialError:
+            if self.compiled:
+                sem = native.channel(seg, naming.channel_base(self.scope, pid, no))
+            else:
+                sem = open_semaphore(naming.channel_base(self.scope, pid, no))
+        except (posix_ipc.ExistentialError, FileNotFoundError):
             seg.close()
             return None
+        except (ValueError, OSError, posix_ipc.Error) as exc:
+            seg.close()
+            raise BadChannel(f"semaphore of channel {name} cannot be opened ({exc})") from None
         self.open[key] = (gen, seg, sem)
         while len(self.open) > self.max_open:
             self._drop(next(iter(self.open)))
@@ -298,7 +486,7 @@ class WorkerChannels:
         """Unmap every channel whose client closed or abandoned it, or died."""
         for key in list(self.open):
             seg = self.open[key][1]
-            if seg.q[C_CLOSED] or seg.q[C_STATE] == ABANDONED or not naming.pid_alive(key[0]):
+            if seg.q[C_CLOSED] or seg.q[C_STATE] == ABANDONED or not naming.pid_alive(key >> 32):
                 self._drop(key)
 
     def prune_oldest(self) -> None:
@@ -310,11 +498,14 @@ class WorkerChannels:
 
     def _drop(self, key) -> None:
         _, seg, sem = self.open.pop(key)
+        if self.compiled:
+            sem.release()
         seg.close()
-        try:
-            sem.close()
-        except posix_ipc.Error:
-            pass
+        if not self.compiled:
+            try:
+                sem.close()
+            except posix_ipc.Error:
+                pass
 
     def close(self) -> None:
         for key in list(self.open):

@@ -11,8 +11,10 @@ import posix_ipc
 class Segment:
     """Create (`size` given) or open a segment. `q` is a u64 view of the whole mapping."""
 
-    def __init__(self, name: str, size: Optional[int] = None, *, exclusive: bool = True):
+    def __init__(self, name: str, size: Optional[int] = None, *, exclusive: bool = True,
+                 keep_fd: bool = False):
         self.name = name
+        self.fd: Optional[int] = None
         if size is None:
             shm = posix_ipc.SharedMemory(name)
         else:
@@ -20,9 +22,16 @@ class Segment:
             shm = posix_ipc.SharedMemory(name, flags, mode=0o600, size=size)
         try:
             self.size = shm.size
+            if self.size <= 0:
+                raise ValueError(f"shared-memory segment {name} is empty")
             self.mmap = mmap.mmap(shm.fd, self.size)
             self.inode = os.fstat(shm.fd).st_ino  # identifies this object if the name is reused
-        finally:
+        except BaseException:
+            shm.close_fd()
+            raise
+        if keep_fd:  # record locks are taken on it (see service_segment.QueueLock)
+            self.fd = shm.fd
+        else:
             shm.close_fd()
         self.buf = memoryview(self.mmap)
         self.q = self.buf[: self.size - self.size % 8].cast("Q")
@@ -32,6 +41,9 @@ class Segment:
         if self.closed:
             return
         self.closed = True
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
         self.q.release()
         self.buf.release()
         try:

@@ -11,13 +11,35 @@ from ..scope_resolution import resolve_scope
 from ..errors import MethodNotFound, ServiceUnavailable
 from ..provider import ProviderMethods
 from ..subscription import Subscription
-from .channel import ClientChannel
+from .channel import ClientChannel, SegmentReplaced
 from .events import ShmSubscription
-from .service_segment import ServiceSegment
+from .service_segment import H_SHUTDOWN, ServiceSegment
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_UNAVAILABLE_AFTER = 3.0
+
+# Bumped in a forked child: clients compare it on every call instead of asking os.getpid()
+# (a system call) -- after fork, the parent's channels belong to the parent.
+_forks = [0]
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+
+class _ThreadChannel:
+    """Lives in the thread-local state of one thread: when the thread ends, CPython drops it
+    and the thread's channel is closed (segment and semaphore unlinked, call slot freed)
+    without the caller doing anything."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: ClientChannel):
+        self.channel = channel
+
+    def __del__(self):
+        try:
+            self.channel.request_close()
+        except Exception:  # interpreter shutdown, or already gone
+            pass
 
 
 def _service_name(service: Any) -> str:
@@ -43,6 +65,7 @@ class SHMClient(ProviderMethods):
         self.unavailable_after = unavailable_after
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._fork = _forks[0]
         self._local = threading.local()
         self._channels: list[ClientChannel] = []
         self.segment = self._open_segment(connect_timeout)
@@ -70,20 +93,22 @@ class SHMClient(ProviderMethods):
                 time.sleep(0.02)
 
     def _channel(self) -> ClientChannel:
-        if os.getpid() != self._pid:
+        if _forks[0] != self._fork:
             self._after_fork()
-        ch = getattr(self._local, "channel", None)
-        if ch is None or ch.closed:
+        holder = getattr(self._local, "holder", None)
+        if holder is None or holder.channel.closed:
             ch = ClientChannel(self.scope)
-            self._local.channel = ch
+            self._local.holder = _ThreadChannel(ch)
             with self._lock:
                 self._channels = [c for c in self._channels if not c.closed]
                 self._channels.append(ch)
-        return ch
+            return ch
+        return holder.channel
 
     def _after_fork(self) -> None:
         # the parent's channels belong to the parent; just forget them here
         self._pid = os.getpid()
+        self._fork = _forks[0]
         self._local = threading.local()
         self._channels = []
         self._lock = threading.Lock()
@@ -92,10 +117,34 @@ class SHMClient(ProviderMethods):
         seg = self.segment
         if seg.shutting_down():
             # the service was stopped (and maybe started again): follow it to its new segment
-            seg = self._open_segment(self.connect_timeout)
-            old, self.segment = self.segment, seg
-            old.close()
+            seg = self._follow(seg)
         return seg
+
+    def _follow(self, old: ServiceSegment) -> ServiceSegment:
+        with self._lock:
+            if self.segment is old:
+                self.segment = self._open_segment(self.connect_timeout)
+                # other threads may still be inside a call on the old one: the GC unmaps it
+            return self.segment
+
+    def _send(self, parts: list, size: Optional[int], decode, timeout: Optional[float]):
+        if timeout is None:
+            timeout = self.timeout
+        channel = self._channel()
+        for _ in range(3):
+            seg = self.segment
+            if seg.q[H_SHUTDOWN]:  # stopped (and maybe started again): follow it
+                seg = self._follow(seg)
+            try:
+                return channel.call(seg, parts, size, decode, timeout, self.unavailable_after)
+            except SegmentReplaced:
+                # the supervisor was killed and started again: the call was never taken by
+                # any worker, so sending it to the new segment runs it exactly once
+                self._follow(seg)
+                if channel.swept():  # the new supervisor removed it with the old run's objects
+                    channel.close()
+                    channel = self._channel()
+        raise ServiceUnavailable(f"service {self.service_name!r} keeps being replaced")
 
     def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
              timeout: Optional[float] = None) -> Any:
@@ -104,12 +153,10 @@ class SHMClient(ProviderMethods):
         prepared = self._prepared.get(method)
         if prepared is None:
             prepared = self._prepare(method)
-        serialiser, prefix = prepared
+        serialiser, prefix, decode = prepared
         parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
-        size = serialisers.parts_size(parts)
-        return self._channel().call(self._current_segment(), parts, size,
-                                    lambda view: dispatch.decode_reply(view, serialiser),
-                                    self.timeout if timeout is None else timeout, self.unavailable_after)
+        # the size is only computed when the pure-Python path or a growing channel needs it
+        return self._send(parts, None, decode, timeout)
 
     def _prepare(self, method: str) -> tuple:
         encoder = self.methods.get(method)
@@ -118,13 +165,29 @@ class SHMClient(ProviderMethods):
                                  f"it has: {', '.join(sorted(self.methods)) or 'none'}")
         serialiser = serialisers.SERIALISERS[encoder or "msgpack"]
         prefix = b"".join(dispatch.encode_request(method, serialiser.code, []))
-        self._prepared[method] = (serialiser, prefix)
-        return serialiser, prefix
+
+        def decode(view: memoryview, _decode_reply=dispatch.decode_reply, _serialiser=serialiser) -> Any:
+            return _decode_reply(view, _serialiser)
+        self._prepared[method] = prepared = (serialiser, prefix, decode)
+        return prepared
 
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
         """Forward an already-encoded request; returns the encoded reply (used by the TCP gateway)."""
-        return self._channel().call(self._current_segment(), [request], len(request), bytes,
-                                    self.timeout if timeout is None else timeout, self.unavailable_after)
+        return self._send([request], len(request), bytes, timeout)
+
+    def call_encoded(self, method: str, payload: Any, timeout: Optional[float] = None,
+                     flags: int = 0) -> bytes:
+        """Forward a call whose arguments are already encoded with the method's encoder
+        (`payload`: bytes-like); returns the encoded reply (status byte, padding, body) --
+        see dispatch.decode_reply. For fronts that relay calls (TCP) without decoding them;
+        `flags` carries dispatch.FLAG_NETWORK for calls that came over the network."""
+        if self.closed:
+            raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
+        serialiser, prefix, _ = self._prepared.get(method) or self._prepare(method)
+        if flags:
+            prefix = b"".join(dispatch.encode_request(method, serialiser.code, [], flags))
+        parts = [prefix, payload]
+        return self._send(parts, serialisers.parts_size(parts), bytes, timeout)
 
     def describe(self) -> dict:
         return self.description
@@ -134,10 +197,10 @@ class SHMClient(ProviderMethods):
 
     def release_thread_channel(self) -> None:
         """Close the calling thread's channel (threads that end should call this)."""
-        ch = getattr(self._local, "channel", None)
-        if ch is not None:
-            ch.close()
-            self._local.channel = None
+        holder = getattr(self._local, "holder", None)
+        if holder is not None:
+            holder.channel.close()
+            self._local.holder = None
 
     def close(self) -> None:
         if self.closed:

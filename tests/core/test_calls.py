@@ -309,28 +309,27 @@ def test_a_second_pool_cannot_take_over_a_running_service(scope):
 
 
 def test_a_full_call_queue_waits_for_room_instead_of_failing(scope):
-    """Regression: more queued calls than the ring holds raised 'queue full' at once."""
-    import signal
+    """Regression: more waiting clients than the queue holds raised 'queue full' at once."""
     import threading
     from speedysvc.shm import service_segment as ss
     with serve(Echo, workers=1, scope=scope) as svc, connect(Echo, svc.shm_address) as c:
-        worker = svc.worker_pids()[0]
         seg = ss.ServiceSegment.open(scope, "echo")
-        os.kill(worker, signal.SIGSTOP)  # nobody takes calls now
+        me = os.getpid()
+        taken = []  # every call slot a client of this process could use, held by live "clients"
+        while (slot := seg.register(me, 10 ** 6 + len(taken), 1, time.monotonic() + 5)) is not None:
+            taken.append((slot, me << 32 | 10 ** 6 + len(taken)))
+        assert len(taken) >= 1024
+        result = {}
         try:
-            # fill every slot with calls of a client that no longer exists (pid 0): the worker
-            # skips them once it runs again
-            filled = 0
-            while seg.enqueue(0, 1, 1, filled):
-                filled += 1
-            assert filled == ss.RING_CAPACITY
             with pytest.raises(CallTimeout, match="stayed full"):
                 c.echo.with_timeout(0.3)("never queued")
-            result = {}
             caller = threading.Thread(target=lambda: result.setdefault("r", c.echo("patient")))
             caller.start()
+            caller.join(0.3)
+            assert caller.is_alive() and not result  # waiting for room, not failing
         finally:
-            os.kill(worker, signal.SIGCONT)
+            for slot, owner in taken:
+                seg.unregister(slot, owner)
         caller.join(30)
         seg.close()
         assert result == {"r": "patient!"}

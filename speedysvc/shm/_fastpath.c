@@ -1,0 +1,818 @@
+/* speedysvc.shm._fastpath -- the per-call shared-memory protocol below the interpreter.
+ *
+ * Python keeps what only Python can do (method lookup, decode, invoke, encode); this module
+ * does the rest of a call on both sides: the client's enqueue (an atomic OR of the call
+ * slot's pending bit), bounded spin with a pause instruction, then a semaphore wait, all with
+ * the GIL released; the worker's wait, dequeue (atomic AND), claim (compare-and-swap of the
+ * channel state), reply and wake-up, and its worker-table words.
+ *
+ * The layout (word indices, offsets, states) is not repeated here: Python passes its own
+ * constants to configure() once, so both paths read one definition of layout 4
+ * (speedysvc/shm/service_segment.py and channel.py).
+ *
+ * Everything read from shared memory is bounds-checked: slot numbers, request lengths,
+ * reply sizes. A rogue writer can make a call fail, never make this code touch memory
+ * outside the mapping.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define cpu_relax() __asm__ __volatile__("" ::: "memory")
+#endif
+
+typedef uint64_t u64;
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define CAS(p, expected, desired) \
+    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
+
+/* ---- layout, from Python ---------------------------------------------------------------- */
+static struct {
+    int ok;
+    Py_ssize_t pending_word, pending_words, slots_word, slot_words, slot_count, pure_first;
+    Py_ssize_t workers_word, worker_words, max_workers, h_spinner, service_bytes;
+    Py_ssize_t w_pid, w_state, w_heartbeat, w_busy_since, w_calls, w_errors, w_busy_ns, w_client_pid;
+    u64 worker_idle, worker_busy;
+    Py_ssize_t c_state, c_seq, c_req_len, c_resp_len, c_worker_pid, c_client_pid, c_overflow,
+        c_resp_offset;
+    Py_ssize_t data_offset, min_channel_bytes;
+    u64 s_request, s_claimed, s_reply;
+    long long spin_max_ns;
+} L;
+
+static int get_field(PyObject *d, const char *key, long long *out) {
+    PyObject *v = PyDict_GetItemString(d, key);
+    if (v == NULL) {
+        PyErr_Format(PyExc_KeyError, "configure(): missing %s", key);
+        return -1;
+    }
+    *out = PyLong_AsLongLong(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+#define FIELD(name)                                    \
+    do {                                               \
+        long long tmp_;                                \
+        if (get_field(d, #name, &tmp_) < 0) return NULL; \
+        L.name = tmp_;                                 \
+    } while (0)
+
+static PyObject *configure(PyObject *mod, PyObject *d) {
+    if (!PyDict_Check(d)) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes a dict");
+        return NULL;
+    }
+    FIELD(pending_word); FIELD(pending_words); FIELD(slots_word); FIELD(slot_words);
+    FIELD(slot_count); FIELD(pure_first); FIELD(workers_word); FIELD(worker_words);
+    FIELD(max_workers); FIELD(h_spinner); FIELD(service_bytes);
+    FIELD(w_pid); FIELD(w_state); FIELD(w_heartbeat); FIELD(w_busy_since); FIELD(w_calls);
+    FIELD(w_errors); FIELD(w_busy_ns); FIELD(w_client_pid); FIELD(worker_idle); FIELD(worker_busy);
+    FIELD(c_state); FIELD(c_seq); FIELD(c_req_len); FIELD(c_resp_len); FIELD(c_worker_pid);
+    FIELD(c_client_pid); FIELD(c_overflow); FIELD(c_resp_offset);
+    FIELD(data_offset); FIELD(min_channel_bytes); FIELD(s_request); FIELD(s_claimed); FIELD(s_reply);
+    FIELD(spin_max_ns);
+    if (L.pending_words * 64 != L.slot_count || L.min_channel_bytes < L.data_offset) {
+        PyErr_SetString(PyExc_ValueError, "configure(): inconsistent layout");
+        return NULL;
+    }
+    L.ok = 1;
+    Py_RETURN_NONE;
+}
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+static inline u64 mono_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (u64)t.tv_sec * 1000000000u + (u64)t.tv_nsec;
+}
+
+static inline u64 wall_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (u64)t.tv_sec * 1000000000u + (u64)t.tv_nsec;
+}
+
+/* sem_timedwait for up to `seconds`; 0 on a token, -1 on timeout, -2 on a signal (the caller
+ * returns to Python so that signal handlers run). */
+static int sem_wait_for(sem_t *sem, double seconds) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (seconds < 0) seconds = 0;
+    long long ns = ts.tv_nsec + (long long)(seconds * 1e9);
+    ts.tv_sec += ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    if (sem_timedwait(sem, &ts) == 0) return 0;
+    return errno == EINTR ? -2 : -1;
+}
+
+/* Adaptive spinning (the same rule as channel.SpinState). A spin only pays when the peer
+ * answers within it and has a core of its own. Successful spins size the next ones (twice the
+ * recent successful waits); a spin that catches nothing, or only after half the maximum, means
+ * the peer is slow or has no core: then this side stops spinning for 1, 2, 4, ... MAX_SKIP waits
+ * (blocking at once), and the wait after that probes a little further than usual. On a busy machine spinning thus fades out instead of
+ * taking the core the peer needs; an idle worker stops spinning after a few waits. */
+#define MAX_SKIP 1024
+typedef struct {
+    long long ok_ns;   /* recent successful spin waits */
+    unsigned skip;     /* waits left without spinning */
+    unsigned level;    /* current back-off (0: none) */
+    int probe;         /* the next spin is a probe with the full budget */
+} Spin;
+
+static inline void spin_init(Spin *s) {
+    s->ok_ns = L.spin_max_ns / 4;
+    s->skip = s->level = 0;
+    s->probe = 0;
+}
+
+static inline long long spin_budget(Spin *s) {
+    if (L.spin_max_ns <= 0) return 0;
+    if (s->skip) {
+        if (--s->skip == 0) s->probe = 1;
+        return 0;
+    }
+    /* a probe looks a little further than usual: far enough to see a fast peer again, not
+     * so far that a failed probe shows in the tail */
+    long long b = s->probe ? 4 * s->ok_ns + 8000 : 2 * s->ok_ns + 2000;
+    return b < L.spin_max_ns ? b : L.spin_max_ns;
+}
+
+static inline void spin_result(Spin *s, long long budget, int caught, long long waited) {
+    if (budget <= 0) return;
+    s->probe = 0;
+    /* a reply caught only after a long spin is no success: the spin probably kept the peer
+     * from the core it needed */
+    if (caught && waited <= L.spin_max_ns / 2) {
+        s->level = 0;
+        s->ok_ns = (s->ok_ns * 3 + waited) >> 2;
+    } else {
+        s->level = s->level ? (s->level * 2 < MAX_SKIP ? s->level * 2 : MAX_SKIP) : 1;
+        s->skip = s->level;
+    }
+}
+
+static int pid_dead(u64 pid) {
+    if (pid == 0 || pid > 0x7fffffff) return 1;
+    return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+}
+
+typedef struct {
+    Py_buffer view;
+    int has_view;
+} Mapping;
+
+static int map_buffer(Mapping *m, PyObject *obj, Py_ssize_t min_bytes) {
+    if (PyObject_GetBuffer(obj, &m->view, PyBUF_WRITABLE) < 0) return -1;
+    m->has_view = 1;
+    if (m->view.len < min_bytes || ((uintptr_t)m->view.buf & 7)) {
+        PyErr_Format(PyExc_ValueError, "mapping of %zd bytes is smaller than %zd or misaligned",
+                     m->view.len, min_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+static void unmap_buffer(Mapping *m) {
+    if (m->has_view) {
+        PyBuffer_Release(&m->view);
+        m->has_view = 0;
+    }
+}
+
+static sem_t *open_sem(PyObject *name) {
+    const char *s = PyUnicode_AsUTF8(name);
+    if (s == NULL) return NULL;
+    sem_t *sem = sem_open(s, 0);
+    if (sem == SEM_FAILED) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, s);
+        return NULL;
+    }
+    return sem;
+}
+
+/* ---- Service: one service segment (client side: register/post; worker side: Worker) --- */
+typedef struct {
+    PyObject_HEAD
+    Mapping m;
+    u64 *q;
+    sem_t *qsem;
+} Service;
+
+static void Service_dealloc(Service *self) {
+    unmap_buffer(&self->m);
+    if (self->qsem) sem_close(self->qsem);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Service_init(Service *self, PyObject *args, PyObject *kw) {
+    PyObject *mm, *name;
+    if (!L.ok) {
+        PyErr_SetString(PyExc_RuntimeError, "_fastpath.configure() was not called");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "OU", &mm, &name)) return -1;
+    if (map_buffer(&self->m, mm, L.service_bytes) < 0) return -1;
+    self->q = (u64 *)self->m.view.buf;
+    self->qsem = open_sem(name);
+    return self->qsem ? 0 : -1;
+}
+
+static inline u64 *pending(Service *s, Py_ssize_t slot) { return &s->q[L.pending_word + (slot >> 6)]; }
+static inline u64 *slot_word(Service *s, Py_ssize_t slot, Py_ssize_t w) {
+    return &s->q[L.slots_word + slot * L.slot_words + w];
+}
+
+/* register(pid, no, gen) -> slot, or -1 when every compiled-client slot has a live owner */
+static PyObject *Service_register(Service *self, PyObject *args) {
+    unsigned long long pid, no, gen;
+    if (!PyArg_ParseTuple(args, "KKK", &pid, &no, &gen)) return NULL;
+    if (!self->m.has_view) return PyErr_Format(PyExc_ValueError, "service mapping released");
+    u64 owner = pid << 32 | (no & 0xffffffffu);
+    for (int pass = 0; pass < 2; pass++) {
+        for (Py_ssize_t i = 0; i < L.pure_first; i++) {
+            u64 *ow = slot_word(self, i, 0);
+            u64 cur = LOAD(ow);
+            if (cur != 0 && (pass == 0 || !pid_dead(cur >> 32))) continue;
+            if (CAS(ow, &cur, owner)) {
+                /* a stale bit read meanwhile names a channel generation that does not exist:
+                 * the worker finds no such segment and moves on */
+                STORE(slot_word(self, i, 1), gen);
+                return PyLong_FromSsize_t(i);
+            }
+        }
+    }
+    return PyLong_FromLong(-1);
+}
+
+/* post(slot): mark the slot's call as waiting, wake a worker */
+static PyObject *Service_post(Service *self, PyObject *arg) {
+    Py_ssize_t slot = PyLong_AsSsize_t(arg);
+    if (slot == -1 && PyErr_Occurred()) return NULL;
+    if (slot < 0 || slot >= L.slot_count) return PyErr_Format(PyExc_IndexError, "slot %zd", slot);
+    __atomic_fetch_or(pending(self, slot), (u64)1 << (slot & 63), __ATOMIC_SEQ_CST);
+    sem_post(self->qsem);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Service_release(Service *self, PyObject *unused) {
+    unmap_buffer(&self->m);
+    self->q = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Service_methods[] = {
+    {"register", (PyCFunction)Service_register, METH_VARARGS, "register(pid, no, gen) -> slot or -1"},
+    {"post", (PyCFunction)Service_post, METH_O, "post(slot): queue the slot's call, wake a worker"},
+    {"release", (PyCFunction)Service_release, METH_NOARGS, "drop the buffer of the mapping"},
+    {NULL}};
+
+static PyTypeObject ServiceType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "speedysvc.shm._fastpath.Service",
+    .tp_basicsize = sizeof(Service),
+    .tp_dealloc = (destructor)Service_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Service(mmap, queue_semaphore_name): the compiled view of a service segment",
+    .tp_methods = Service_methods,
+    .tp_init = (initproc)Service_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- Channel: one client channel (both sides) ------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    Mapping m;
+    u64 *c;
+    sem_t *sem;
+    Spin spin;
+    u64 claimed_seq;    /* worker side: the seq it claimed */
+    u64 claimed_len;
+} Channel;
+
+static void Channel_dealloc(Channel *self) {
+    unmap_buffer(&self->m);
+    if (self->sem) sem_close(self->sem);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Channel_init(Channel *self, PyObject *args, PyObject *kw) {
+    PyObject *mm, *name;
+    if (!L.ok) {
+        PyErr_SetString(PyExc_RuntimeError, "_fastpath.configure() was not called");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "OU", &mm, &name)) return -1;
+    if (map_buffer(&self->m, mm, L.min_channel_bytes) < 0) return -1;
+    self->c = (u64 *)self->m.view.buf;
+    spin_init(&self->spin);
+    self->sem = open_sem(name);
+    return self->sem ? 0 : -1;
+}
+
+#define CHANNEL_OK(self)                                                              \
+    if (!(self)->m.has_view) return PyErr_Format(PyExc_ValueError, "channel released")
+
+/* Spin up to `ns` for the reply state, then consume the worker's post (which follows its
+ * state change at once). GIL released by the caller. 1 when replied. */
+static int spin_for_reply(Channel *self, u64 seq, long long ns) {
+    u64 *c = self->c;
+    if (ns > 0) {
+        u64 end = mono_ns() + (u64)ns;
+        unsigned k = 0;
+        while (!(LOAD(&c[L.c_state]) == L.s_reply)) {
+            cpu_relax();
+            if ((++k & 15) == 0 && mono_ns() >= end) return 0;
+        }
+        /* replied: take the post so it does not wake a later wait */
+        for (int i = 0; i < 2000; i++) {
+            if (sem_trywait(self->sem) == 0) break;
+            cpu_relax();
+        }
+        return 1;
+    }
+    return LOAD(&c[L.c_state]) == L.s_reply;
+}
+
+/* wait(seq, seconds) -> 1 replied, 0 not yet (check the worker and the deadline), -1 signal */
+static int wait_reply(Channel *self, u64 seq, double seconds) {
+    u64 *c = self->c;
+    u64 end = mono_ns() + (u64)(seconds * 1e9);
+    for (;;) {
+        double left = (double)((long long)(end - mono_ns())) / 1e9;
+        int r = sem_wait_for(self->sem, left > 0 ? left : 0);
+        if (r == 0) {
+            if (LOAD(&c[L.c_state]) == L.s_reply && LOAD(&c[L.c_seq]) == seq) return 1;
+            continue; /* a stale post of an earlier call */
+        }
+        if (LOAD(&c[L.c_state]) == L.s_reply) return 1; /* replied, post still in flight */
+        if (r == -2) return -1;
+        return 0;
+    }
+}
+
+/* The reply, once the state says REPLY: a read-only view of it in the channel (the state is
+ * set back to IDLE first: the worker never touches the channel again before the next request),
+ * or -1 when it went to an overflow segment (Python maps that). The caller releases the view
+ * before the channel can be unmapped (the channel is busy meanwhile). */
+static PyObject *reply_view(Channel *self) {
+    u64 *c = self->c;
+    u64 off = LOAD(&c[L.c_resp_offset]), n = LOAD(&c[L.c_resp_len]);
+    if (LOAD(&c[L.c_overflow])) return PyLong_FromLong(-1);
+    if (off < (u64)L.data_offset || off > (u64)self->m.view.len || n > (u64)self->m.view.len - off)
+        return PyErr_Format(PyExc_ValueError, "reply of %llu bytes at offset %llu lies outside the channel",
+                            (unsigned long long)n, (unsigned long long)off);
+    STORE(&c[L.c_state], 0);
+    return PyMemoryView_FromMemory((char *)self->m.view.buf + off, (Py_ssize_t)n, PyBUF_READ);
+}
+
+/* call(service, slot, parts, seq, limit, poll_s): write the request parts at DATA_OFFSET, queue
+ * it, spin, wait one poll. Returns the reply view (see reply_view), -1 (overflow reply: check
+ * and map it), 0 (not replied yet: check the worker and the deadline, then wait()), or -3 (the
+ * request is longer than `limit`: nothing was sent; grow the channel and call again). */
+static PyObject *Channel_call(Channel *self, PyObject *args) {
+    Service *svc;
+    Py_ssize_t slot, limit;
+    PyObject *parts;
+    unsigned long long seq;
+    double poll_s;
+    if (!PyArg_ParseTuple(args, "O!nO!Knd", &ServiceType, &svc, &slot, &PyList_Type, &parts, &seq, &limit,
+                          &poll_s))
+        return NULL;
+    CHANNEL_OK(self);
+    if (!svc->m.has_view) return PyErr_Format(PyExc_ValueError, "service mapping released");
+    if (slot < 0 || slot >= L.slot_count) return PyErr_Format(PyExc_IndexError, "slot %zd", slot);
+    if (limit > self->m.view.len - L.data_offset) limit = self->m.view.len - L.data_offset;
+    Py_ssize_t n = PyList_GET_SIZE(parts), size = 0;
+    char *dst = (char *)self->m.view.buf + L.data_offset;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *part = PyList_GET_ITEM(parts, i);
+        if (PyBytes_CheckExact(part)) {
+            Py_ssize_t len = PyBytes_GET_SIZE(part);
+            if (size + len > limit) return PyLong_FromLong(-3);
+            memcpy(dst + size, PyBytes_AS_STRING(part), len);
+            size += len;
+        } else {
+            Py_buffer v;
+            if (PyObject_GetBuffer(part, &v, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+            if (size + v.len > limit) {
+                PyBuffer_Release(&v);
+                return PyLong_FromLong(-3);
+            }
+            memcpy(dst + size, v.buf, v.len);
+            size += v.len;
+            PyBuffer_Release(&v);
+        }
+    }
+    u64 *c = self->c;
+    c[L.c_req_len] = (u64)size;
+    c[L.c_seq] = seq;
+    STORE(&c[L.c_state], L.s_request);
+    __atomic_fetch_or(pending(svc, slot), (u64)1 << (slot & 63), __ATOMIC_SEQ_CST);
+    sem_post(svc->qsem);
+    long long b = spin_budget(&self->spin);
+    int r, caught;
+    u64 start, end;
+    Py_BEGIN_ALLOW_THREADS
+    start = mono_ns();
+    r = caught = spin_for_reply(self, seq, b);
+    if (!r) r = wait_reply(self, seq, poll_s);
+    end = mono_ns();
+    Py_END_ALLOW_THREADS
+    spin_result(&self->spin, b, caught, (long long)(end - start));
+    if (r == -1) {
+        if (PyErr_CheckSignals() < 0) return NULL;
+        r = 0;
+    }
+    if (r == 0) return PyLong_FromLong(0);
+    return reply_view(self);
+}
+
+static PyObject *Channel_reply(Channel *self, PyObject *unused) {
+    CHANNEL_OK(self);
+    return reply_view(self);
+}
+
+static PyObject *Channel_wait(Channel *self, PyObject *args) {
+    unsigned long long seq;
+    double seconds;
+    if (!PyArg_ParseTuple(args, "Kd", &seq, &seconds)) return NULL;
+    CHANNEL_OK(self);
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wait_reply(self, seq, seconds);
+    Py_END_ALLOW_THREADS
+    if (r == -1) {
+        if (PyErr_CheckSignals() < 0) return NULL;
+        r = 0;
+    }
+    return PyLong_FromLong(r);
+}
+
+static PyObject *Channel_post(Channel *self, PyObject *unused) {
+    CHANNEL_OK(self);
+    sem_post(self->sem);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Channel_release(Channel *self, PyObject *unused) {
+    unmap_buffer(&self->m);
+    self->c = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *spin_state(Spin *s) {
+    return Py_BuildValue("{s:L,s:I,s:I,s:i}", "ok_ns", s->ok_ns, "skip", s->skip, "level", s->level,
+                         "probe", s->probe);
+}
+
+static PyObject *Channel_spin_state(Channel *self, PyObject *unused) { return spin_state(&self->spin); }
+
+static PyMethodDef Channel_methods[] = {
+    {"spin_state", (PyCFunction)Channel_spin_state, METH_NOARGS, "the adaptive spin's state (diagnostics)"},
+    {"call", (PyCFunction)Channel_call, METH_VARARGS,
+     "call(service, slot, parts, seq, limit, poll_s) -> reply view, -1 overflow, 0 not yet, -3 too big"},
+    {"reply", (PyCFunction)Channel_reply, METH_NOARGS, "the reply view (after wait() said 1), or -1"},
+    {"wait", (PyCFunction)Channel_wait, METH_VARARGS, "wait(seq, seconds) -> 1 replied, 0 not yet"},
+    {"post", (PyCFunction)Channel_post, METH_NOARGS, "wake the channel's client"},
+    {"release", (PyCFunction)Channel_release, METH_NOARGS, "drop the buffer of the mapping"},
+    {NULL}};
+
+static PyTypeObject ChannelType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "speedysvc.shm._fastpath.Channel",
+    .tp_basicsize = sizeof(Channel),
+    .tp_dealloc = (destructor)Channel_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Channel(mmap, semaphore_name): the compiled view of a client channel",
+    .tp_methods = Channel_methods,
+    .tp_init = (initproc)Channel_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- Worker: one worker's side of a service --------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    Service *svc;
+    Py_ssize_t wslot;
+    u64 me;           /* spinner id: worker slot + 1 */
+    u64 pid;
+    Spin spin;
+    Py_ssize_t next_word;  /* where the next scan starts: no slot starves */
+    u64 busy_start;
+} Worker;
+
+static void Worker_dealloc(Worker *self) {
+    Py_XDECREF(self->svc);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Worker_init(Worker *self, PyObject *args, PyObject *kw) {
+    Service *svc;
+    if (!PyArg_ParseTuple(args, "O!n", &ServiceType, &svc, &self->wslot)) return -1;
+    if (self->wslot < 0 || self->wslot >= L.max_workers) {
+        PyErr_Format(PyExc_IndexError, "worker slot %zd", self->wslot);
+        return -1;
+    }
+    Py_INCREF(svc);
+    Py_XSETREF(self->svc, svc);
+    self->me = (u64)self->wslot + 1;
+    self->pid = (u64)getpid();
+    spin_init(&self->spin);
+    return 0;
+}
+
+static inline u64 *wword(Worker *w, Py_ssize_t i) {
+    return &w->svc->q[L.workers_word + w->wslot * L.worker_words + i];
+}
+
+/* Clear one set pending bit; its slot, or -1. */
+static Py_ssize_t claim_any(Worker *w) {
+    Service *s = w->svc;
+    for (Py_ssize_t k = 0; k < L.pending_words; k++) {
+        Py_ssize_t wi = (w->next_word + k) % L.pending_words;
+        u64 *word = &s->q[L.pending_word + wi];
+        u64 v = LOAD(word);
+        while (v) {
+            int bit = __builtin_ctzll(v);
+            u64 mask = (u64)1 << bit;
+            u64 old = __atomic_fetch_and(word, ~mask, __ATOMIC_SEQ_CST);
+            if (old & mask) {
+                w->next_word = wi;  /* stay on this word: few clients share a word per busy burst */
+                return wi * 64 + bit;
+            }
+            v = old & ~mask;
+        }
+    }
+    return -1;
+}
+
+static int pending_any(Service *s) {
+    for (Py_ssize_t k = 0; k < L.pending_words; k++)
+        if (LOAD(&s->q[L.pending_word + k])) return 1;
+    return 0;
+}
+
+/* take(wait_s) -> (slot, owner, gen) or None. Spins (one idle worker per service at a time,
+ * adaptively) then blocks on the queue semaphore; writes the heartbeat. */
+static PyObject *Worker_take(Worker *self, PyObject *arg) {
+    double wait_s = PyFloat_AsDouble(arg);
+    if (wait_s == -1.0 && PyErr_Occurred()) return NULL;
+    Service *s = self->svc;
+    if (!s->m.has_view) return PyErr_Format(PyExc_ValueError, "service mapping released");
+    long long b = spin_budget(&self->spin);
+    Py_ssize_t slot = -1;
+    int caught = 0, spun = 0;
+    int sig = 0;
+    u64 start, end_t;
+    Py_BEGIN_ALLOW_THREADS
+    start = mono_ns();
+    u64 expected = 0;
+    if (b > 0 && CAS(&s->q[L.h_spinner], &expected, self->me)) {
+        spun = 1;
+        u64 end = start + (u64)b;
+        unsigned k = 0;
+        for (;;) {
+            if (pending_any(s)) {
+                slot = claim_any(self);
+                if (slot >= 0) {
+                    sem_trywait(s->qsem); /* its wake-up, if posted already */
+                    caught = 1;
+                    break;
+                }
+            }
+            cpu_relax();
+            if ((++k & 15) == 0 && mono_ns() >= end) break;
+        }
+        expected = self->me;
+        CAS(&s->q[L.h_spinner], &expected, 0);
+    }
+    if (slot < 0) {
+        int r = sem_wait_for(s->qsem, wait_s);
+        if (r == -2) sig = 1;
+        /* on a token, or on a timeout: a call whose client died between setting its bit and
+         * posting has no token, so an idle worker also looks */
+        slot = claim_any(self);
+    }
+    end_t = mono_ns();
+    Py_END_ALLOW_THREADS
+    spin_result(&self->spin, spun ? b : 0, caught, (long long)(end_t - start));
+    STORE(wword(self, L.w_heartbeat), wall_ns());
+    if (sig && PyErr_CheckSignals() < 0) return NULL;
+    if (slot < 0) Py_RETURN_NONE;
+    u64 owner = LOAD(slot_word(s, slot, 0));
+    u64 gen = LOAD(slot_word(s, slot, 1));
+    return Py_BuildValue("nKK", slot, (unsigned long long)owner, (unsigned long long)gen);
+}
+
+/* claim(channel) -> request length, or -1 (nothing to do: abandoned, stale bit, taken by
+ * another worker), or -2 (the channel's words are garbage). Marks the worker busy. */
+static PyObject *Worker_claim(Worker *self, PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &ChannelType)) return PyErr_Format(PyExc_TypeError, "claim(Channel)");
+    Channel *ch = (Channel *)arg;
+    CHANNEL_OK(ch);
+    u64 *c = ch->c;
+    u64 expected = L.s_request;
+    if (LOAD(&c[L.c_state]) != expected) return PyLong_FromLong(-1);
+    u64 req_len = LOAD(&c[L.c_req_len]);
+    if (req_len > (u64)(ch->m.view.len - L.data_offset)) return PyLong_FromLong(-2);
+    if (!CAS(&c[L.c_state], &expected, L.s_claimed)) return PyLong_FromLong(-1);
+    STORE(&c[L.c_worker_pid], self->pid);
+    ch->claimed_seq = LOAD(&c[L.c_seq]);
+    ch->claimed_len = req_len;
+    self->busy_start = wall_ns();
+    STORE(wword(self, L.w_busy_since), self->busy_start);
+    STORE(wword(self, L.w_client_pid), LOAD(&c[L.c_client_pid]));
+    STORE(wword(self, L.w_state), L.worker_busy);
+    return PyLong_FromUnsignedLongLong(req_len);
+}
+
+static void mark_idle(Worker *self, unsigned long long calls, unsigned long long errors) {
+    u64 now = wall_ns();
+    STORE(wword(self, L.w_state), L.worker_idle);
+    STORE(wword(self, L.w_busy_since), 0);
+    u64 *busy = wword(self, L.w_busy_ns);
+    STORE(busy, LOAD(busy) + (now - self->busy_start));
+    STORE(wword(self, L.w_calls), calls);
+    STORE(wword(self, L.w_errors), errors);
+    STORE(wword(self, L.w_heartbeat), now);
+}
+
+/* reply(channel, parts, calls, errors) -> 1 replied, 0 nobody wants it (the client gave up),
+ * or -1: too big for the channel (the caller writes an overflow segment, then finish()).
+ * Marks the worker idle unless -1. */
+static PyObject *Worker_reply(Worker *self, PyObject *args) {
+    Channel *ch;
+    PyObject *parts;
+    unsigned long long calls, errors;
+    if (!PyArg_ParseTuple(args, "O!O!KK", &ChannelType, &ch, &PyList_Type, &parts, &calls, &errors))
+        return NULL;
+    CHANNEL_OK(ch);
+    u64 *c = ch->c;
+    if (LOAD(&c[L.c_state]) != L.s_claimed || LOAD(&c[L.c_seq]) != ch->claimed_seq) {
+        mark_idle(self, calls, errors);
+        return PyLong_FromLong(0);
+    }
+    Py_ssize_t n = PyList_GET_SIZE(parts);
+    Py_buffer views[8];
+    if (n > 8) return PyLong_FromLong(-1); /* unusual shape: the Python path writes it */
+    Py_ssize_t size = 0, got = 0;
+    for (; got < n; got++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(parts, got), &views[got], PyBUF_SIMPLE) < 0) {
+            for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
+            return NULL;
+        }
+        size += views[got].len;
+    }
+    Py_ssize_t offset = (L.data_offset + (Py_ssize_t)ch->claimed_len + 63) & ~(Py_ssize_t)63;
+    int fits = offset + size <= ch->m.view.len;
+    if (fits) {
+        char *dst = (char *)ch->m.view.buf + offset;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(dst, views[i].buf, views[i].len);
+            dst += views[i].len;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) PyBuffer_Release(&views[i]);
+    if (!fits) return PyLong_FromLong(-1);
+    c[L.c_overflow] = 0;
+    c[L.c_resp_offset] = (u64)offset;
+    c[L.c_resp_len] = (u64)size;
+    STORE(&c[L.c_state], L.s_reply);
+    sem_post(ch->sem);
+    mark_idle(self, calls, errors);
+    return PyLong_FromLong(1);
+}
+
+/* finish(channel, overflow_id, size, calls, errors): the reply went to an overflow segment
+ * (overflow_id 0: no reply at all). Publishes it and marks the worker idle. */
+static PyObject *Worker_finish(Worker *self, PyObject *args) {
+    Channel *ch;
+    unsigned long long overflow, size, calls, errors;
+    if (!PyArg_ParseTuple(args, "O!KKKK", &ChannelType, &ch, &overflow, &size, &calls, &errors)) return NULL;
+    CHANNEL_OK(ch);
+    u64 *c = ch->c;
+    if (overflow && LOAD(&c[L.c_state]) == L.s_claimed && LOAD(&c[L.c_seq]) == ch->claimed_seq) {
+        c[L.c_overflow] = overflow;
+        c[L.c_resp_len] = size;
+        STORE(&c[L.c_state], L.s_reply);
+        sem_post(ch->sem);
+    }
+    mark_idle(self, calls, errors);
+    Py_RETURN_NONE;
+}
+
+/* next(channels, wait_s): take() and, when `channels` (owner -> (gen, segment, Channel)) has
+ * the channel at the right generation, claim it too. Returns None, ((gen, segment, Channel),
+ * request length) for a claimed call, or (slot, owner, gen) for Python to open the channel. */
+static PyObject *Worker_next(Worker *self, PyObject *args) {
+    PyObject *channels;
+    double wait_s;
+    if (!PyArg_ParseTuple(args, "O!d", &PyDict_Type, &channels, &wait_s)) return NULL;
+    PyObject *wait = PyFloat_FromDouble(wait_s);
+    if (wait == NULL) return NULL;
+    PyObject *got = Worker_take(self, wait);
+    Py_DECREF(wait);
+    if (got == NULL || got == Py_None) return got;
+    PyObject *owner = PyTuple_GET_ITEM(got, 1);
+    PyObject *entry = PyDict_GetItemWithError(channels, owner);  /* borrowed */
+    if (entry == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(got);
+            return NULL;
+        }
+        return got;
+    }
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3 ||
+        PyObject_RichCompareBool(PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(got, 2), Py_EQ) != 1 ||
+        !PyObject_TypeCheck(PyTuple_GET_ITEM(entry, 2), &ChannelType)) {
+        PyErr_Clear();
+        return got;  /* another generation: Python re-opens it */
+    }
+    PyObject *claimed = Worker_claim(self, PyTuple_GET_ITEM(entry, 2));
+    if (claimed == NULL) {
+        Py_DECREF(got);
+        return NULL;
+    }
+    long n = PyLong_AsLong(claimed);
+    if (n == -2) {  /* garbage: Python reports it */
+        Py_DECREF(claimed);
+        return got;
+    }
+    Py_DECREF(got);
+    if (n < 0) {
+        Py_DECREF(claimed);
+        Py_RETURN_NONE;
+    }
+    PyObject *result = PyTuple_Pack(2, entry, claimed);
+    Py_DECREF(claimed);
+    return result;
+}
+
+static PyObject *Worker_get_seq(Worker *self, PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &ChannelType)) return PyErr_Format(PyExc_TypeError, "claimed_seq(Channel)");
+    return PyLong_FromUnsignedLongLong(((Channel *)arg)->claimed_seq);
+}
+
+static PyObject *Worker_spin_state(Worker *self, PyObject *unused) { return spin_state(&self->spin); }
+
+static PyMethodDef Worker_methods[] = {
+    {"spin_state", (PyCFunction)Worker_spin_state, METH_NOARGS, "the adaptive spin's state (diagnostics)"},
+    {"take", (PyCFunction)Worker_take, METH_O, "take(wait_s) -> (slot, owner, gen) or None"},
+    {"next", (PyCFunction)Worker_next, METH_VARARGS,
+     "next(channels, wait_s) -> None, ((gen, segment, channel), request length) or (slot, owner, gen)"},
+    {"claim", (PyCFunction)Worker_claim, METH_O, "claim(channel) -> request length, -1 or -2"},
+    {"reply", (PyCFunction)Worker_reply, METH_VARARGS, "reply(channel, parts, calls, errors) -> 1, 0 or -1"},
+    {"finish", (PyCFunction)Worker_finish, METH_VARARGS, "finish(channel, overflow_id, size, calls, errors)"},
+    {"claimed_seq", (PyCFunction)Worker_get_seq, METH_O, "seq of the call claimed on a channel"},
+    {NULL}};
+
+static PyTypeObject WorkerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "speedysvc.shm._fastpath.Worker",
+    .tp_basicsize = sizeof(Worker),
+    .tp_dealloc = (destructor)Worker_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Worker(service, worker_slot): one worker's side of the call queue",
+    .tp_methods = Worker_methods,
+    .tp_init = (initproc)Worker_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- module ------------------------------------------------------------------------------ */
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)configure, METH_O, "configure(layout: dict): the layout constants"},
+    {NULL}};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_fastpath",
+    "The shared-memory call protocol of speedysvc below the interpreter (see native.py).", -1,
+    module_methods};
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    if (PyType_Ready(&ServiceType) < 0 || PyType_Ready(&ChannelType) < 0 || PyType_Ready(&WorkerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ServiceType);
+    Py_INCREF(&ChannelType);
+    Py_INCREF(&WorkerType);
+    if (PyModule_AddObject(m, "Service", (PyObject *)&ServiceType) < 0 ||
+        PyModule_AddObject(m, "Channel", (PyObject *)&ChannelType) < 0 ||
+        PyModule_AddObject(m, "Worker", (PyObject *)&WorkerType) < 0 ||
+        PyModule_AddIntConstant(m, "ABI", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
