@@ -509,7 +509,7 @@ typedef struct {
     u64 me;           /* spinner id: worker slot + 1 */
     u64 pid;
     Spin spin;
-    Py_ssize_t next_word;  /* where the next scan starts: no slot starves */
+    Py_ssize_t next_slot;  /* where the next scan starts (after the last slot served): no slot starves */
     u64 busy_start;
 } Worker;
 
@@ -537,22 +537,28 @@ static inline u64 *wword(Worker *w, Py_ssize_t i) {
     return &w->svc->q[L.workers_word + w->wslot * L.worker_words + i];
 }
 
-/* Clear one set pending bit; its slot, or -1. */
+/* Clear one set pending bit; its slot, or -1. The scan starts just after the slot served last
+ * and wraps around, so busy callers on low slots cannot starve a caller on a higher one. */
 static Py_ssize_t claim_any(Worker *w) {
     Service *s = w->svc;
-    for (Py_ssize_t k = 0; k < L.pending_words; k++) {
-        Py_ssize_t wi = (w->next_word + k) % L.pending_words;
+    Py_ssize_t start = w->next_slot % L.slot_count;
+    for (Py_ssize_t k = 0; k <= L.pending_words; k++) {
+        Py_ssize_t wi = ((start >> 6) + k) % L.pending_words;
         u64 *word = &s->q[L.pending_word + wi];
-        u64 v = LOAD(word);
+        /* first word: only bits at or after the start; the wrap-around pass (k == words) the rest */
+        u64 allowed = ~(u64)0;
+        if (k == 0) allowed = ~(u64)0 << (start & 63);
+        else if (k == L.pending_words) allowed = (start & 63) ? (((u64)1 << (start & 63)) - 1) : 0;
+        u64 v = LOAD(word) & allowed;
         while (v) {
             int bit = __builtin_ctzll(v);
             u64 mask = (u64)1 << bit;
             u64 old = __atomic_fetch_and(word, ~mask, __ATOMIC_SEQ_CST);
             if (old & mask) {
-                w->next_word = wi;  /* stay on this word: few clients share a word per busy burst */
+                w->next_slot = wi * 64 + bit + 1;
                 return wi * 64 + bit;
             }
-            v = old & ~mask;
+            v = old & ~mask & allowed;
         }
     }
     return -1;

@@ -156,6 +156,7 @@ class ServiceSegment:
         self.seg = segment
         self.q = segment.q
         self.created = created
+        self._next_pure = 0  # a pure-Python worker's scan of the pending bits starts here
         self.mode = self.q[H_MODE]
         self.queue_sem = open_semaphore(naming.service_semaphore(scope, service, "q"), 0 if created else None)
         self.lock = QueueLock(segment)
@@ -354,7 +355,13 @@ class ServiceSegment:
             bits = int.from_bytes(buf[PURE_PENDING_OFFSET:PURE_PENDING_END], "little")
             if not bits:
                 return None
-            low = (bits & -bits).bit_length() - 1
+            # start after the slot taken last, wrapping: busy low slots cannot starve others
+            later = bits >> self._next_pure
+            if later:
+                low = self._next_pure + (later & -later).bit_length() - 1
+            else:
+                low = (bits & -bits).bit_length() - 1
+            self._next_pure = low + 1
             slot = PURE_FIRST_SLOT + low
             word = PENDING_WORD + (slot >> 6)
             q[word] = q[word] & ~(1 << (slot & 63))
