@@ -1143,7 +1143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(for shared machines)")
     p.add_argument("--retry-busy", metavar="N", type=int, default=0,
                    help="re-measure a row up to N times when other processes used more than "
-                        f"{BUSY_WARN_FRACTION:.0%} of the CPUs meanwhile; keep the quietest attempt")
+                        f"{BUSY_WARN_FRACTION:.0%}% of the CPUs meanwhile; keep the quietest attempt")
     p.add_argument("--runs", metavar="N", type=int, default=1,
                    help="run every selected group N times and report each cell's median")
     p.add_argument("--contention", action="store_true",

@@ -74,17 +74,19 @@ def test_a_worker_over_its_memory_limit_is_replaced_without_losing_a_call(make_s
     callers = [threading.Thread(target=keep_calling) for _ in range(2)]
     for t in callers:
         t.start()
-    assert client.grow(200) == old
-    new = wait_until(lambda: (p := sup.pids("work")) and old not in p and p, timeout=30,
-                     message="the memory-hungry worker to be replaced")
-    wait_until(lambda: not any(w["pid"] == old for w in sup.service("work")["workers"]),
-               message="the old worker to exit")
-    calls_before = results["ok"]
-    wait_until(lambda: results["ok"] > calls_before + 20, message="calls to the new worker")
-    stop.set()
-    for t in callers:
-        t.join(30)
-    client.close()
+    try:  # the callers stop whatever happens: left running they would outlive the test's cleanup
+        assert client.grow(200) == old
+        new = wait_until(lambda: (p := sup.pids("work")) and old not in p and p, timeout=30,
+                         message="the memory-hungry worker to be replaced")
+        wait_until(lambda: not any(w["pid"] == old for w in sup.service("work")["workers"]),
+                   message="the old worker to exit")
+        calls_before = results["ok"]
+        wait_until(lambda: results["ok"] > calls_before + 20, message="calls to the new worker")
+    finally:
+        stop.set()
+        for t in callers:
+            t.join(30)
+        client.close()
     assert results["errors"] == []
     assert new[0] != old
     svc = sup.service("work")
