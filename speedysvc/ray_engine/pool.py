@@ -272,18 +272,6 @@ class RayServicePool(SupervisedPool):
     def apply_settings(self, new_config: Any) -> None:
         self.config = new_config
 
-    def set_logs(self, logs: Any) -> None:
-        self.logs = logs
-
-    def set_note(self, note: Optional[str]) -> None:
-        self.note = note
-
-    def begin_shutdown(self) -> None:
-        self.shutting_down = True
-
-    def fail(self, reason: str) -> None:
-        self.status, self.last_error = FAILED, reason
-
     def supervision_error(self, exc: BaseException) -> None:
         self.last_error = f"supervisor error: {type(exc).__name__}: {exc}"
 

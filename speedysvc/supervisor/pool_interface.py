@@ -37,6 +37,27 @@ class SupervisedPool(ABC):
     section: str         # its .ini section
     config: ServiceConfig
     status: ServiceState
+    last_error: Optional[str]
+    logs: Any            # monitoring.log_capture.ServiceLogs, or None
+    note: Optional[str]  # a short state the service reports about itself (set_note)
+    shutting_down: bool  # the supervisor is stopping: worker exits are not crashes any more
+
+    # -- shared by every engine ----------------------------------------------------------
+    def set_logs(self, logs: Any) -> None:
+        """Where captured output goes from now on (a reload may move it)."""
+        self.logs = logs
+
+    def set_note(self, note: Optional[str]) -> None:
+        """A short state the service reports about itself, shown by status and the monitor."""
+        self.note = note
+
+    def begin_shutdown(self) -> None:
+        """The supervisor is stopping: worker exits are no longer crashes to answer."""
+        self.shutting_down = True
+
+    def fail(self, reason: str) -> None:
+        """Mark the service failed, e.g. when it could not even begin to start."""
+        self.status, self.last_error = ServiceState.FAILED, reason
 
     # -- what the arbiter asks -----------------------------------------------------------
     @property
@@ -101,21 +122,9 @@ class SupervisedPool(ABC):
     def apply_settings(self, new_config: ServiceConfig) -> None:
         """New settings for a service that is not running: they apply at its next start."""
 
-    @abstractmethod
-    def set_logs(self, logs: Any) -> None:
-        """Where captured output goes from now on (a reload may move it)."""
 
-    @abstractmethod
-    def set_note(self, note: Optional[str]) -> None:
-        """A short state the service reports about itself, shown by status and the monitor."""
 
-    @abstractmethod
-    def begin_shutdown(self) -> None:
-        """The supervisor is stopping: worker exits are no longer crashes to answer."""
 
-    @abstractmethod
-    def fail(self, reason: str) -> None:
-        """Mark the service failed, e.g. when it could not even begin to start."""
 
     @abstractmethod
     def supervision_error(self, exc: BaseException) -> None:

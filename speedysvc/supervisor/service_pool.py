@@ -270,18 +270,6 @@ class ServicePool(SupervisedPool):
         self.config = new_config
         self.restart_policy.update_settings(new_config)
 
-    def set_logs(self, logs: Any) -> None:
-        self.logs = logs
-
-    def set_note(self, note: Optional[str]) -> None:
-        self.note = note
-
-    def begin_shutdown(self) -> None:
-        self.shutting_down = True
-
-    def fail(self, reason: str) -> None:
-        self.status, self.last_error = FAILED, reason
-
     def supervision_error(self, exc: BaseException) -> None:
         now = self.system.monotonic()
         delay = self.restart_policy.record_crash(now)
