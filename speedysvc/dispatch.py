@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
-from time import perf_counter_ns
+from time import monotonic_ns
 from typing import Any, Optional
 
 from . import errors, remote_errors, serialisers
 from .methods import ServerMethodsBase
-from .monitoring.latency_histogram import MIN_BUCKET, latency_bucket
-from .monitoring.latency_histogram import _LOWER_NS as LOWER_NS
+from .monitoring.latency_histogram import MIN_BUCKET
+from .monitoring.latency_histogram import LOWER_NS
 
 REQUEST_HEADER = struct.Struct("<BBH")
 _unpack_request_header = REQUEST_HEADER.unpack_from
 RAW_CODE = serialisers.SERIALISERS["raw"].code
+MSGPACK_CODE = serialisers.SERIALISERS["msgpack"].code
 REPLY_HEADER = struct.Struct("<B7x")
 OK_HEADER = REPLY_HEADER.pack(0)
 STATUS_OK = 0
@@ -87,7 +88,7 @@ class Dispatcher:
 
     def handle(self, request: memoryview) -> list[Any]:
         """Run one request; always returns reply parts (errors become an ERROR reply)."""
-        start = perf_counter_ns()
+        start = monotonic_ns()
         stats = None
         try:
             code, flags, name_len = _unpack_request_header(request, 0)
@@ -108,24 +109,45 @@ class Dispatcher:
                 code, flags, name, payload = parse_request(request, self.names)
                 stats = self.stats.get(name)
                 parts = self._invoke(code, flags, name, payload)
-            self.calls += 1
-            if stats is not None:
-                stats[0] += 1
-                b = MIN_BUCKET + bisect_right(LOWER_NS, perf_counter_ns() - start)
-                buckets = stats[2]
-                buckets[b] = buckets.get(b, 0) + 1
+            self._count(stats, start, failed=False)
             return parts
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            self.calls += 1
-            self.errors += 1
-            if stats is not None:
-                stats[0] += 1
-                stats[1] += 1
-                b = latency_bucket(perf_counter_ns() - start)
-                stats[2][b] = stats[2].get(b, 0) + 1
+            self._count(stats, start, failed=True)
             return self._error_reply(exc)
+
+    def complete(self, fast: tuple[Any, ...], start: int, result: Any,
+                 exc: Optional[BaseException]) -> list[Any]:
+        """The end of a call the compiled worker loop started (shm/_fastpath.c serve()): the
+        method raised `exc`, or returned a `result` its quick encoding could not take."""
+        _, _, serialiser, _, stats, _ = fast
+        try:
+            if exc is not None:
+                raise exc
+            if fast[0] == RAW_CODE:
+                parts = [OK_HEADER, serialiser.encode(result)[0]]  # type check and message
+            else:
+                parts = [OK_HEADER, *serialiser.encode_result(result)]
+            self._count(stats, start, failed=False)
+            return parts
+        except BaseException as failure:  # noqa: BLE001 - every failure must reach the caller
+            if isinstance(failure, (KeyboardInterrupt, SystemExit)):
+                raise
+            self._count(stats, start, failed=True)
+            return self._error_reply(failure)
+        finally:
+            del exc  # no reference cycle through the traceback
+
+    def _count(self, stats: Optional[list[Any]], start: int, failed: bool) -> None:
+        self.calls += 1
+        self.errors += failed
+        if stats is not None:
+            stats[0] += 1
+            stats[1] += failed
+            b = MIN_BUCKET + bisect_right(LOWER_NS, monotonic_ns() - start)
+            buckets = stats[2]
+            buckets[b] = buckets.get(b, 0) + 1
 
     def _invoke(self, code: int, flags: int, name: str, payload: memoryview) -> list[Any]:
         spec = self.specs.get(name)

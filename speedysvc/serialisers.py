@@ -14,6 +14,7 @@ import json
 import marshal
 import pickle
 import struct
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import msgpack
@@ -125,7 +126,7 @@ class MsgpackSerialiser(Serialiser):
         # which gives the same result or the same error. Saves a closure and a `default`
         # round per call on the shared-memory hot path.
         try:
-            body = msgpack.packb(obj, use_bin_type=True)
+            body = PACK_PLAIN(obj)
         except (TypeError, ValueError, OverflowError):
             return self._encode_general(obj)
         return [_OOB_HEADER.pack(len(body), 0), body]
@@ -172,8 +173,7 @@ class MsgpackSerialiser(Serialiser):
             raise EncodingError("undecodable msgpack payload: truncated")
         if not n_buffers:  # the common case: no out-of-band arrays, no per-call closure
             try:
-                return msgpack.unpackb(buf[_OOB_HEADER.size:offset], raw=False, strict_map_key=False,
-                                       ext_hook=_inline_ext_hook)
+                return UNPACK_PLAIN(buf[_OOB_HEADER.size:offset])
             except (ValueError, TypeError, msgpack.UnpackException, IndexError) as exc:
                 raise EncodingError(f"undecodable msgpack payload: {exc}") from None
         buffers: list[memoryview] = []
@@ -216,6 +216,14 @@ def _inline_ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_NDARRAY_OOB:
         raise ValueError("an out-of-band array is referenced, but the payload has no buffers")
     return _decode_ndarray(code, data, (), True)
+
+
+# msgpack's own packer and unpacker with this encoder's options, for payloads without
+# out-of-band buffers: the one definition of those options (the compiled worker loop calls them
+# directly, see speedysvc/shm/_fastpath.c).
+PACK_PLAIN: Callable[[Any], bytes] = partial(msgpack.packb, use_bin_type=True)
+UNPACK_PLAIN: Callable[[Any], Any] = partial(msgpack.unpackb, raw=False, strict_map_key=False,
+                                             ext_hook=_inline_ext_hook)
 
 
 def _decode_ndarray(code: int, data: bytes, buffers: Any, copy: bool) -> Any:

@@ -165,3 +165,54 @@ class Ledger(ServerMethodsBase):
         if seconds:
             time.sleep(seconds)
         return call_id
+
+
+class Shapes(ServerMethodsBase):
+    """Results and failures of every shape a raw or msgpack method can produce: the compiled
+    worker loop serves the usual ones itself and must hand each unusual one to Python."""
+
+    name = "shapes"
+
+    @raw_method
+    def raw_echo(self, data):
+        return data
+
+    @raw_method
+    def raw_to_str(self, data):
+        return data.decode()
+
+    @raw_method
+    def raw_bytearray(self, data):
+        return bytearray(data)
+
+    @raw_method
+    def raw_fail(self, data):
+        raise EchoError(data.decode())
+
+    @raw_method
+    def raw_big(self, data):
+        return b"x" * int(data)
+
+    @msgpack_method
+    def args_back(self, a, b=2, *rest, **named):
+        return [a, b, list(rest), named]
+
+    @msgpack_method
+    def returns_set(self, items):
+        return set(items)
+
+    @msgpack_method
+    def returns_array(self, n):
+        return np.arange(n, dtype=np.int64)
+
+    @msgpack_method
+    def returns_object(self):
+        return object()
+
+    @msgpack_method
+    def returns_big(self, n):
+        return "y" * n
+
+    @msgpack_method
+    def fails(self, message):
+        raise EchoError(message)

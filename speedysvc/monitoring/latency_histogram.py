@@ -20,12 +20,12 @@ def bucket_bounds_us(i: int) -> tuple[float, float]:
 
 # Lower bounds in ns of buckets MIN_BUCKET+1 .. MAX_BUCKET: a bisect is cheaper than log2 on the
 # call path, and exact at the boundaries.
-_LOWER_NS = [1000 * 2 ** (i / BUCKETS_PER_DOUBLING) for i in range(MIN_BUCKET + 1, MAX_BUCKET + 1)]
+LOWER_NS = [1000 * 2 ** (i / BUCKETS_PER_DOUBLING) for i in range(MIN_BUCKET + 1, MAX_BUCKET + 1)]
 
 
 def latency_bucket(ns: int | float) -> int:
     """The bucket of a latency given in nanoseconds."""
-    return MIN_BUCKET + bisect_right(_LOWER_NS, ns)
+    return MIN_BUCKET + bisect_right(LOWER_NS, ns)
 
 
 def percentile_from_buckets(buckets: Mapping[int, int], q: float) -> float | None:

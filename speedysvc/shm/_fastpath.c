@@ -511,10 +511,29 @@ typedef struct {
     Spin spin;
     Py_ssize_t next_slot;  /* where the next scan starts (after the last slot served): no slot starves */
     u64 busy_start;
+    /* compiled dispatch (set_dispatch): see serve() */
+    PyObject *table;       /* Dispatcher.fast: name bytes -> (code, fn, serialiser, insecure, stats, copy) */
+    PyObject *complete;    /* Dispatcher.complete(fast entry, start_ns, result, exc) -> reply parts */
+    PyObject *unpack;      /* msgpack.unpackb with the serialiser's options */
+    PyObject *pack;        /* msgpack.packb with the serialiser's options */
+    PyObject *last_name;   /* the method named by the previous call, and its table entry: */
+    PyObject *last_entry;  /* a caller repeating a method costs no bytes object and no lookup */
+    double bounds[256];    /* latency histogram: lower bounds (ns) of the buckets above the first */
+    Py_ssize_t nbounds;
+    long min_bucket, raw_code, msgpack_code;
+    u64 stop_word, shutdown_word;  /* q indexes: this worker's stop request, the service's shutdown */
+    u64 py_calls, py_errors;       /* the Dispatcher's counts, as last told by Python */
+    u64 fast_calls;                /* calls served entirely here (their errors go through Python) */
 } Worker;
 
 static void Worker_dealloc(Worker *self) {
     Py_XDECREF(self->svc);
+    Py_XDECREF(self->table);
+    Py_XDECREF(self->complete);
+    Py_XDECREF(self->unpack);
+    Py_XDECREF(self->pack);
+    Py_XDECREF(self->last_name);
+    Py_XDECREF(self->last_entry);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -645,6 +664,9 @@ static PyObject *Worker_claim(Worker *self, PyObject *arg) {
 }
 
 static void mark_idle(Worker *self, unsigned long long calls, unsigned long long errors) {
+    self->py_calls = calls;
+    self->py_errors = errors;
+    calls += self->fast_calls;
     u64 now = wall_ns();
     STORE(wword(self, L.w_state), L.worker_idle);
     STORE(wword(self, L.w_busy_since), 0);
@@ -655,29 +677,23 @@ static void mark_idle(Worker *self, unsigned long long calls, unsigned long long
     STORE(wword(self, L.w_heartbeat), now);
 }
 
-/* reply(channel, parts, calls, errors) -> 1 replied, 0 nobody wants it (the client gave up),
- * or -1: too big for the channel (the caller writes an overflow segment, then finish()).
- * Marks the worker idle unless -1. */
-static PyObject *Worker_reply(Worker *self, PyObject *args) {
-    Channel *ch;
-    PyObject *parts;
-    unsigned long long calls, errors;
-    if (!PyArg_ParseTuple(args, "O!O!KK", &ChannelType, &ch, &PyList_Type, &parts, &calls, &errors))
-        return NULL;
-    CHANNEL_OK(ch);
+/* Write `parts` (a list of buffers) as the reply of the call claimed on `ch`: 1 replied, 0 nobody
+ * wants it (the client gave up; the worker is marked idle), -1 too big for the channel (the
+ * caller writes an overflow segment, then finish()), -2 an exception is set. */
+static int reply_parts(Worker *self, Channel *ch, PyObject *parts) {
     u64 *c = ch->c;
     if (LOAD(&c[L.c_state]) != L.s_claimed || LOAD(&c[L.c_seq]) != ch->claimed_seq) {
-        mark_idle(self, calls, errors);
-        return PyLong_FromLong(0);
+        mark_idle(self, self->py_calls, self->py_errors);
+        return 0;
     }
     Py_ssize_t n = PyList_GET_SIZE(parts);
     Py_buffer views[8];
-    if (n > 8) return PyLong_FromLong(-1); /* unusual shape: the Python path writes it */
+    if (n > 8) return -1; /* unusual shape: the Python path writes it */
     Py_ssize_t size = 0, got = 0;
     for (; got < n; got++) {
         if (PyObject_GetBuffer(PyList_GET_ITEM(parts, got), &views[got], PyBUF_SIMPLE) < 0) {
             for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
-            return NULL;
+            return -2;
         }
         size += views[got].len;
     }
@@ -691,14 +707,30 @@ static PyObject *Worker_reply(Worker *self, PyObject *args) {
         }
     }
     for (Py_ssize_t i = 0; i < n; i++) PyBuffer_Release(&views[i]);
-    if (!fits) return PyLong_FromLong(-1);
+    if (!fits) return -1;
     c[L.c_overflow] = 0;
     c[L.c_resp_offset] = (u64)offset;
     c[L.c_resp_len] = (u64)size;
     STORE(&c[L.c_state], L.s_reply);
     sem_post(ch->sem);
-    mark_idle(self, calls, errors);
-    return PyLong_FromLong(1);
+    mark_idle(self, self->py_calls, self->py_errors);
+    return 1;
+}
+
+/* reply(channel, parts, calls, errors) -> 1 replied, 0 nobody wants it (the client gave up),
+ * or -1: too big for the channel (the caller writes an overflow segment, then finish()).
+ * Marks the worker idle unless -1. */
+static PyObject *Worker_reply(Worker *self, PyObject *args) {
+    Channel *ch;
+    PyObject *parts;
+    unsigned long long calls, errors;
+    if (!PyArg_ParseTuple(args, "O!O!KK", &ChannelType, &ch, &PyList_Type, &parts, &calls, &errors))
+        return NULL;
+    CHANNEL_OK(ch);
+    self->py_calls = calls;
+    self->py_errors = errors;
+    int r = reply_parts(self, ch, parts);
+    return r == -2 ? NULL : PyLong_FromLong(r);
 }
 
 /* finish(channel, overflow_id, size, calls, errors): the reply went to an overflow segment
@@ -722,10 +754,7 @@ static PyObject *Worker_finish(Worker *self, PyObject *args) {
 /* next(channels, wait_s): take() and, when `channels` (owner -> (gen, segment, Channel)) has
  * the channel at the right generation, claim it too. Returns None, ((gen, segment, Channel),
  * request length) for a claimed call, or (slot, owner, gen) for Python to open the channel. */
-static PyObject *Worker_next(Worker *self, PyObject *args) {
-    PyObject *channels;
-    double wait_s;
-    if (!PyArg_ParseTuple(args, "O!d", &PyDict_Type, &channels, &wait_s)) return NULL;
+static PyObject *next_call(Worker *self, PyObject *channels, double wait_s) {
     PyObject *wait = PyFloat_FromDouble(wait_s);
     if (wait == NULL) return NULL;
     PyObject *got = Worker_take(self, wait);
@@ -766,6 +795,329 @@ static PyObject *Worker_next(Worker *self, PyObject *args) {
     return result;
 }
 
+static PyObject *Worker_next(Worker *self, PyObject *args) {
+    PyObject *channels;
+    double wait_s;
+    if (!PyArg_ParseTuple(args, "O!d", &PyDict_Type, &channels, &wait_s)) return NULL;
+    return next_call(self, channels, wait_s);
+}
+
+/* ---- compiled dispatch ------------------------------------------------------------------
+ * serve() runs whole calls of the two encoders that need no Python of their own -- raw (bytes
+ * in, bytes out) and msgpack without out-of-band arrays -- here: parse the request header, find
+ * the method, call it, encode, write the reply, wake the caller, count the call, and go on to
+ * the next call without returning to the interpreter's loop. Python still runs the method
+ * itself and msgpack's own (C) packer and unpacker.
+ *
+ * Anything else goes back to Python (Worker.next()'s results): before the method runs, an
+ * unknown method, another encoder, a payload that is not the usual shape or does not decode
+ * (Python decodes it again and words the error); after the method ran, an exception or a
+ * result that needs the serialiser's general path (Dispatcher.complete() builds the reply). */
+
+static PyObject *ONE;  /* the int 1, made at import */
+
+static PyObject *Worker_set_dispatch(Worker *self, PyObject *args) {
+    PyObject *table, *complete, *unpack, *pack, *bounds;
+    long min_bucket, raw_code, msgpack_code;
+    unsigned long long stop_word, shutdown_word;
+    if (!PyArg_ParseTuple(args, "O!OOOO!lllKK", &PyDict_Type, &table, &complete, &unpack, &pack,
+                          &PyTuple_Type, &bounds, &min_bucket, &raw_code, &msgpack_code, &stop_word,
+                          &shutdown_word))
+        return NULL;
+    Py_ssize_t nb = PyTuple_GET_SIZE(bounds);
+    if (nb > (Py_ssize_t)(sizeof(self->bounds) / sizeof(self->bounds[0])))
+        return PyErr_Format(PyExc_ValueError, "%zd histogram bounds (at most 256)", nb);
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        self->bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
+        if (self->bounds[i] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    if (stop_word >= (unsigned long long)(self->svc->m.view.len / 8) ||
+        shutdown_word >= (unsigned long long)(self->svc->m.view.len / 8))
+        return PyErr_Format(PyExc_IndexError, "stop or shutdown word outside the service segment");
+    self->nbounds = nb;
+    self->min_bucket = min_bucket;
+    self->raw_code = raw_code;
+    self->msgpack_code = msgpack_code;
+    self->stop_word = stop_word;
+    self->shutdown_word = shutdown_word;
+    Py_INCREF(table);
+    Py_XSETREF(self->table, table);
+    Py_INCREF(complete);
+    Py_XSETREF(self->complete, complete);
+    Py_INCREF(unpack);
+    Py_XSETREF(self->unpack, unpack);
+    Py_INCREF(pack);
+    Py_XSETREF(self->pack, pack);
+    Py_CLEAR(self->last_name);
+    Py_CLEAR(self->last_entry);
+    Py_RETURN_NONE;
+}
+
+/* One more call of a method, `elapsed` ns long, in its stats list [calls, errors, {bucket: n}]
+ * (the same numbers Dispatcher.handle() keeps). */
+static int count_call(Worker *self, PyObject *stats, u64 elapsed) {
+    if (!PyList_CheckExact(stats) || PyList_GET_SIZE(stats) < 3) return 0;
+    PyObject *n = PyNumber_Add(PyList_GET_ITEM(stats, 0), ONE);
+    if (n == NULL) return -1;
+    PyList_SetItem(stats, 0, n); /* steals n */
+    Py_ssize_t lo = 0, hi = self->nbounds;  /* bisect_right */
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if ((double)elapsed < self->bounds[mid]) hi = mid;
+        else lo = mid + 1;
+    }
+    PyObject *hist = PyList_GET_ITEM(stats, 2);
+    if (!PyDict_CheckExact(hist)) return 0;
+    PyObject *key = PyLong_FromLong(self->min_bucket + (long)lo);
+    if (key == NULL) return -1;
+    PyObject *old = PyDict_GetItemWithError(hist, key);
+    PyObject *count = old ? PyNumber_Add(old, ONE) : PyLong_FromLong(1);
+    int r = count ? PyDict_SetItem(hist, key, count) : -1;
+    Py_DECREF(key);
+    Py_XDECREF(count);
+    self->fast_calls++;
+    return r;
+}
+
+/* Write [header][body] as the claimed call's reply: 1 replied, 0 nobody wants it, -1 too big. */
+static int reply_bytes(Worker *self, Channel *ch, const char *head, Py_ssize_t head_len,
+                       const char *body, Py_ssize_t body_len) {
+    u64 *c = ch->c;
+    if (!ch->m.has_view) return 0;
+    if (LOAD(&c[L.c_state]) != L.s_claimed || LOAD(&c[L.c_seq]) != ch->claimed_seq) {
+        mark_idle(self, self->py_calls, self->py_errors);
+        return 0;
+    }
+    Py_ssize_t offset = (L.data_offset + (Py_ssize_t)ch->claimed_len + 63) & ~(Py_ssize_t)63;
+    Py_ssize_t size = head_len + body_len;
+    if (offset + size > ch->m.view.len) return -1;
+    char *dst = (char *)ch->m.view.buf + offset;
+    memcpy(dst, head, head_len);
+    memcpy(dst + head_len, body, body_len);
+    c[L.c_overflow] = 0;
+    c[L.c_resp_offset] = (u64)offset;
+    c[L.c_resp_len] = (u64)size;
+    STORE(&c[L.c_state], L.s_reply);
+    sem_post(ch->sem);
+    mark_idle(self, self->py_calls, self->py_errors);
+    return 1;
+}
+
+static inline uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The method's table entry for a request, or NULL (borrowed; no exception set). */
+static PyObject *find_method(Worker *self, const unsigned char *name, Py_ssize_t len) {
+    PyObject *last = self->last_name;
+    if (last && PyBytes_GET_SIZE(last) == len && memcmp(PyBytes_AS_STRING(last), name, len) == 0)
+        return self->last_entry;
+    PyObject *key = PyBytes_FromStringAndSize((const char *)name, len);
+    if (key == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *entry = PyDict_GetItemWithError(self->table, key);
+    if (entry == NULL || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 5) {
+        PyErr_Clear();
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_INCREF(entry);
+    Py_XSETREF(self->last_entry, entry);
+    Py_XSETREF(self->last_name, key);
+    return entry;
+}
+
+/* The rest of a call Python must finish (an exception, or a result the quick encoding cannot
+ * take): Dispatcher.complete() returns the reply parts. Steals `result` (may be NULL: then
+ * the exception set is the method's). */
+static int complete_in_python(Worker *self, Channel *ch, PyObject *entry, u64 start,
+                              PyObject *result, PyObject **overflow) {
+    PyObject *exc = Py_None, *type = NULL, *value = NULL, *tb = NULL;
+    if (result == NULL) {
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (value == NULL) {  /* cannot happen for a raised exception; be safe */
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            value = PyObject_CallNoArgs(PyExc_SystemError);
+            if (value == NULL) return -2;
+            type = NULL;
+            tb = NULL;
+        }
+        if (tb != NULL) PyException_SetTraceback(value, tb);
+        exc = value;
+    }
+    PyObject *start_obj = PyLong_FromUnsignedLongLong(start);
+    PyObject *parts = start_obj ? PyObject_CallFunctionObjArgs(self->complete, entry, start_obj,
+                                                                result ? result : Py_None, exc, NULL)
+                                : NULL;
+    Py_XDECREF(start_obj);
+    Py_XDECREF(result);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (parts == NULL) return -2;  /* KeyboardInterrupt, SystemExit: the worker stops */
+    if (!PyList_CheckExact(parts)) {
+        Py_DECREF(parts);
+        PyErr_SetString(PyExc_TypeError, "Dispatcher.complete() must return a list of parts");
+        return -2;
+    }
+    /* Dispatcher.complete() counted the call in Python's numbers: fetch them for the table */
+    PyObject *owner = PyObject_GetAttrString(self->complete, "__self__");
+    if (owner != NULL) {
+        PyObject *calls = PyObject_GetAttrString(owner, "calls");
+        PyObject *errors = PyObject_GetAttrString(owner, "errors");
+        if (calls && errors) {
+            self->py_calls = PyLong_AsUnsignedLongLong(calls);
+            self->py_errors = PyLong_AsUnsignedLongLong(errors);
+        }
+        Py_XDECREF(calls);
+        Py_XDECREF(errors);
+        Py_DECREF(owner);
+    }
+    PyErr_Clear();
+    int r = reply_parts(self, ch, parts);
+    if (r == -1) {
+        *overflow = parts;
+        return -1;
+    }
+    Py_DECREF(parts);
+    return r;
+}
+
+/* Serve the call claimed on `ch` (request length n). 1 served (or dropped: nobody wants
+ * the reply), 0 not for this path (nothing happened; Python serves it), -1 the reply is too
+ * big for the channel (*overflow: its parts), -2 an exception is set (the worker is idle
+ * again, without replying: the client sees the worker go). */
+static int serve_claimed(Worker *self, Channel *ch, Py_ssize_t n, PyObject **overflow) {
+    const unsigned char *req = (const unsigned char *)ch->m.view.buf + L.data_offset;
+    if (n < 4) return 0;
+    unsigned code = req[0];
+    Py_ssize_t end = 4 + ((Py_ssize_t)req[2] | (Py_ssize_t)req[3] << 8);
+    if (end > n) return 0;
+    int raw = code == (unsigned)self->raw_code;
+    if (!raw && code != (unsigned)self->msgpack_code) return 0;
+    PyObject *entry = find_method(self, req + 4, end - 4);
+    if (entry == NULL) return 0;
+    PyObject *want = PyTuple_GET_ITEM(entry, 0);
+    if (!PyLong_CheckExact(want) || PyLong_AsLong(want) != (long)code) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_INCREF(entry);  /* a method may call into something that replaces the cached entry */
+    PyObject *fn = PyTuple_GET_ITEM(entry, 1);
+    u64 start = mono_ns();
+    PyObject *result;
+    if (raw) {
+        PyObject *payload = PyBytes_FromStringAndSize((const char *)req + end, n - end);
+        if (payload == NULL) {
+            PyErr_Clear();
+            Py_DECREF(entry);
+            return 0;
+        }
+        result = PyObject_CallOneArg(fn, payload);
+        Py_DECREF(payload);
+    } else {
+        if (n - end < 8 || le32(req + end + 4) != 0 || (Py_ssize_t)le32(req + end) > n - end - 8) {
+            Py_DECREF(entry);
+            return 0;  /* out-of-band arrays, or not the usual shape: Python decodes it */
+        }
+        PyObject *view = PyMemoryView_FromMemory((char *)req + end + 8, le32(req + end), PyBUF_READ);
+        PyObject *call = view ? PyObject_CallOneArg(self->unpack, view) : NULL;
+        Py_XDECREF(view);
+        if (call == NULL || !PyList_CheckExact(call) || PyList_GET_SIZE(call) != 2 ||
+            !PyList_CheckExact(PyList_GET_ITEM(call, 0)) || !PyDict_CheckExact(PyList_GET_ITEM(call, 1))) {
+            PyErr_Clear();
+            Py_XDECREF(call);
+            Py_DECREF(entry);
+            return 0;
+        }
+        PyObject *args = PyList_AsTuple(PyList_GET_ITEM(call, 0));
+        PyObject *kwargs = PyList_GET_ITEM(call, 1);
+        result = args ? PyObject_Call(fn, args, PyDict_GET_SIZE(kwargs) ? kwargs : NULL) : NULL;
+        Py_XDECREF(args);
+        Py_DECREF(call);
+    }
+    int r;
+    static const char ok_head[16] = {0};  /* status OK and padding; msgpack: no buffers */
+    if (result != NULL && raw && PyBytes_CheckExact(result)) {
+        if (count_call(self, PyTuple_GET_ITEM(entry, 4), mono_ns() - start) < 0) PyErr_Clear();
+        r = reply_bytes(self, ch, ok_head, 8, PyBytes_AS_STRING(result), PyBytes_GET_SIZE(result));
+        if (r == -1) *overflow = Py_BuildValue("[y#O]", ok_head, (Py_ssize_t)8, result);
+        Py_DECREF(result);
+    } else if (result != NULL && !raw) {
+        PyObject *body = PyObject_CallOneArg(self->pack, result);
+        if (body == NULL || !PyBytes_CheckExact(body) || PyBytes_GET_SIZE(body) > 0xFFFFFFFFLL) {
+            /* arrays, sets, numpy scalars...: the serialiser's general path */
+            PyErr_Clear();
+            Py_XDECREF(body);
+            r = complete_in_python(self, ch, entry, start, result, overflow);
+        } else {
+            Py_DECREF(result);
+            char head[16] = {0};
+            uint32_t len = (uint32_t)PyBytes_GET_SIZE(body);
+            head[8] = (char)(len & 0xFF);
+            head[9] = (char)(len >> 8 & 0xFF);
+            head[10] = (char)(len >> 16 & 0xFF);
+            head[11] = (char)(len >> 24 & 0xFF);
+            if (count_call(self, PyTuple_GET_ITEM(entry, 4), mono_ns() - start) < 0) PyErr_Clear();
+            r = reply_bytes(self, ch, head, 16, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body));
+            if (r == -1) *overflow = Py_BuildValue("[y#O]", head, (Py_ssize_t)16, body);
+            Py_DECREF(body);
+        }
+    } else {
+        r = complete_in_python(self, ch, entry, start, result, overflow);
+    }
+    Py_DECREF(entry);
+    if (r == -1 && *overflow == NULL) return -2;  /* could not even build the parts */
+    return r >= 0 ? 1 : r;
+}
+
+/* serve(channels, wait_s, batch_s): serve calls until one needs Python, the worker is asked to
+ * stop, the service shuts down, or batch_s has passed (so the Python loop checks its stop flag
+ * and writes its statistics). Returns what next() returns for a call Python must serve, None
+ * when no call came within wait_s, True after a batch, or [(gen, segment, channel), parts] for a
+ * reply Python must write to an overflow segment (then finish()). */
+static PyObject *Worker_serve(Worker *self, PyObject *args) {
+    PyObject *channels;
+    double wait_s, batch_s;
+    if (!PyArg_ParseTuple(args, "O!dd", &PyDict_Type, &channels, &wait_s, &batch_s)) return NULL;
+    if (self->table == NULL) return PyErr_Format(PyExc_RuntimeError, "serve() before set_dispatch()");
+    u64 until = mono_ns() + (u64)(batch_s * 1e9);
+    u64 *q = self->svc->q;
+    for (;;) {
+        PyObject *got = next_call(self, channels, wait_s);
+        if (got == NULL || got == Py_None || PyTuple_GET_SIZE(got) != 2) return got;
+        PyObject *entry = PyTuple_GET_ITEM(got, 0);
+        Py_ssize_t n = PyLong_AsSsize_t(PyTuple_GET_ITEM(got, 1));
+        PyObject *overflow = NULL;
+        int r = serve_claimed(self, (Channel *)PyTuple_GET_ITEM(entry, 2), n, &overflow);
+        if (r == 0) return got;  /* Python serves it */
+        if (r == -1) {
+            PyObject *out = PyList_New(2);
+            if (out != NULL) {
+                Py_INCREF(entry);
+                PyList_SET_ITEM(out, 0, entry);
+                PyList_SET_ITEM(out, 1, overflow);
+            } else {
+                Py_DECREF(overflow);
+            }
+            Py_DECREF(got);
+            return out;
+        }
+        Py_DECREF(got);
+        if (r == -2) {
+            mark_idle(self, self->py_calls, self->py_errors);
+            return NULL;
+        }
+        if (LOAD(&q[self->stop_word]) == 1 || LOAD(&q[self->shutdown_word]) == 1 || mono_ns() >= until)
+            Py_RETURN_TRUE;
+        if (PyErr_CheckSignals() < 0) return NULL;
+    }
+}
+
 static PyObject *Worker_get_seq(Worker *self, PyObject *arg) {
     if (!PyObject_TypeCheck(arg, &ChannelType)) return PyErr_Format(PyExc_TypeError, "claimed_seq(Channel)");
     return PyLong_FromUnsignedLongLong(((Channel *)arg)->claimed_seq);
@@ -782,6 +1134,11 @@ static PyMethodDef Worker_methods[] = {
     {"reply", (PyCFunction)Worker_reply, METH_VARARGS, "reply(channel, parts, calls, errors) -> 1, 0 or -1"},
     {"finish", (PyCFunction)Worker_finish, METH_VARARGS, "finish(channel, overflow_id, size, calls, errors)"},
     {"claimed_seq", (PyCFunction)Worker_get_seq, METH_O, "seq of the call claimed on a channel"},
+    {"set_dispatch", (PyCFunction)Worker_set_dispatch, METH_VARARGS,
+     "set_dispatch(table, complete, unpack, pack, bounds, min_bucket, raw_code, msgpack_code, "
+     "stop_word, shutdown_word): what serve() needs"},
+    {"serve", (PyCFunction)Worker_serve, METH_VARARGS,
+     "serve(channels, wait_s, batch_s) -> True, None, [entry, parts] or what next() returns"},
     {NULL}};
 
 static PyTypeObject WorkerType = {
@@ -808,6 +1165,8 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&ServiceType) < 0 || PyType_Ready(&ChannelType) < 0 || PyType_Ready(&WorkerType) < 0)
         return NULL;
+    ONE = PyLong_FromLong(1);
+    if (ONE == NULL) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;
     Py_INCREF(&ServiceType);

@@ -377,13 +377,16 @@ class ServiceSegment:
         """Calls waiting for a worker."""
         return bin(int.from_bytes(self.seg.buf[PENDING_OFFSET:PURE_PENDING_END], "little")).count("1")
 
-    def has_queued(self) -> bool:
-        return self.queue_depth() > 0
-
     # -- workers ----------------------------------------------------------------------
     @staticmethod
-    def _wbase(slot: int) -> int:
+    def worker_base(slot: int) -> int:
+        """Index in `q` of the first word of a worker slot's row in the worker table."""
         return WORKERS_OFFSET // 8 + slot * WORKER_WORDS
+
+    @staticmethod
+    def worker_word_index(slot: int, word: int) -> int:
+        """Index in `q` of one word (W_STATE, W_STOP, ...) of a worker slot's row."""
+        return WORKERS_OFFSET // 8 + slot * WORKER_WORDS + word
 
     def claim_slot(self, worker_id: int, pid: int = 0) -> int:
         """Reserve a free worker slot (done by the pool before starting the worker)."""
@@ -391,7 +394,7 @@ class ServiceSegment:
         self._locked(time.monotonic() + 10, "claiming a worker slot")
         try:
             for slot in range(MAX_WORKERS):
-                b = self._wbase(slot)
+                b = self.worker_base(slot)
                 state = q[b + W_STATE]
                 if state in (FREE, EXITED) or (q[b + W_PID] and not naming.pid_alive(q[b + W_PID])
                                                and state != STARTING):
@@ -407,13 +410,13 @@ class ServiceSegment:
         raise RuntimeError(f"all {MAX_WORKERS} worker slots of {self.service!r} are in use")
 
     def release_slot(self, slot: int) -> None:
-        self.q[self._wbase(slot) + W_STATE] = FREE
+        self.q[self.worker_base(slot) + W_STATE] = FREE
 
     def worker_word(self, slot: int, word: int) -> int:
-        return self.q[self._wbase(slot) + word]
+        return self.q[self.worker_base(slot) + word]
 
     def set_worker_word(self, slot: int, word: int, value: int) -> None:
-        self.q[self._wbase(slot) + word] = value
+        self.q[self.worker_base(slot) + word] = value
 
     def request_stop(self, slot: int) -> None:
         self.set_worker_word(slot, W_STOP, 1)
@@ -421,7 +424,7 @@ class ServiceSegment:
     def workers(self) -> Iterator[dict]:
         q = self.q
         for slot in range(MAX_WORKERS):
-            b = self._wbase(slot)
+            b = self.worker_base(slot)
             state = q[b + W_STATE]
             if state == FREE:
                 continue
@@ -443,7 +446,7 @@ class ServiceSegment:
         if len(blob) > STATS_BYTES:
             return  # too many methods to export; counters in the worker table still work
         off = STATS_OFFSET + slot * STATS_BYTES
-        b = self._wbase(slot)
+        b = self.worker_base(slot)
         # seqlock: odd while writing, so a reader can detect a torn read
         self.q[b + W_STATS_SEQ] += 1
         self.seg.buf[off:off + len(blob)] = blob
@@ -451,7 +454,7 @@ class ServiceSegment:
         self.q[b + W_STATS_SEQ] += 1
 
     def read_stats(self, slot: int) -> dict:
-        b = self._wbase(slot)
+        b = self.worker_base(slot)
         for _ in range(10):
             seq = self.q[b + W_STATS_SEQ]
             if seq % 2:

@@ -10,8 +10,9 @@ from typing import Optional
 
 import posix_ipc
 
-from .. import serialisers
+from .. import dispatch, serialisers
 from ..dispatch import Dispatcher
+from ..monitoring.latency_histogram import LOWER_NS, MIN_BUCKET
 from . import service_segment as ss
 from ..serialisers import parts_size
 from .channel import (C_OVERFLOW, C_REQ_LEN, C_RESP_LEN, C_RESP_OFFSET, C_SEQ, C_STATE,
@@ -23,6 +24,7 @@ from . import native
 from .native import mismatch_message as native_mismatch
 
 IDLE_WAIT_S = 0.5      # heartbeat and stop-flag cadence of an idle worker
+BATCH_S = 0.02         # longest the compiled loop serves calls before this loop looks at its stop flag
 STATS_EVERY_NS = 1_000_000_000
 REPORT_FIRST = 20      # garbage in shared memory: the first reports are all logged,
 REPORT_EVERY_S = 1.0   # then at most one this often
@@ -60,9 +62,8 @@ class ShmWorker:
         self.compiled = segment.mode == ss.MODE_ATOMIC
         self.channels = WorkerChannels(segment.scope, compiled=self.compiled)
         self.pid = os.getpid()
-        self.wbase = segment._wbase(slot)
+        self.wbase = segment.worker_base(slot)
         self.spin = SpinState()
-        self.call_lock = threading.Lock()  # shm loop and TCP connections: one call at a time
         self.garbage = 0
         self._next_report = 0.0
 
@@ -107,19 +108,23 @@ class ShmWorker:
             self.channels.close()
 
     def _run_compiled(self) -> None:
-        """The compiled path: waiting, dequeue, claim, reply and the worker table are in C;
-        this loop does the channel lookup and the dispatch."""
+        """The compiled path: waiting, dequeue, claim, reply and the worker table are in C, and
+        so is the whole of a raw or plain msgpack call (Worker.serve); this loop does the rest:
+        channels seen for the first time, other encoders, overflow replies, statistics."""
         seg, slot = self.seg, self.slot
         w = native.ext().Worker(seg.fast, slot)
+        dispatcher = self.dispatcher
+        w.set_dispatch(dispatcher.fast, dispatcher.complete, serialisers.UNPACK_PLAIN,
+                       serialisers.PACK_PLAIN, tuple(LOWER_NS), MIN_BUCKET, dispatch.RAW_CODE,
+                       dispatch.MSGPACK_CODE, seg.worker_word_index(slot, ss.W_STOP), ss.H_SHUTDOWN)
         seg.set_worker_word(slot, ss.W_PID, self.pid)
         seg.set_worker_word(slot, ss.W_WORKER_ID, self.worker_id)
         seg.set_worker_word(slot, ss.W_STARTED_NS, time.time_ns())
         seg.set_worker_word(slot, ss.W_HEARTBEAT_NS, time.time_ns())
         seg.set_worker_word(slot, ss.W_STATE, ss.IDLE)
-        next_call, monotonic_ns = w.next, time.monotonic_ns
+        serve, monotonic_ns = w.serve, time.monotonic_ns
         stop_event, q, channels, open_channels = self.stop_event, seg.q, self.channels, self.channels.open
-        stop_word = seg._wbase(slot) + ss.W_STOP
-        dispatcher, call_lock = self.dispatcher, self.call_lock
+        stop_word = seg.worker_word_index(slot, ss.W_STOP)
         handle = dispatcher.handle
         next_stats = 0
         try:
@@ -128,28 +133,31 @@ class ShmWorker:
                 if now >= next_stats:
                     seg.write_stats(slot, dispatcher.export_stats())
                     next_stats = now + STATS_EVERY_NS
-                got = next_call(open_channels, IDLE_WAIT_S)
+                got = serve(open_channels, IDLE_WAIT_S, BATCH_S)
+                if got is True:
+                    continue
                 if got is None:
                     channels.prune()
                     continue
-                if len(got) == 2:  # claimed in C: a channel this worker has mapped already
+                if got.__class__ is list:  # served in C, but the reply needs an overflow segment
+                    (_, cseg, ch), parts = got
+                    self._overflow(w, cseg, ch, parts)
+                elif len(got) == 2:  # claimed in C, served here (another encoder, an unusual payload)
                     (_, cseg, ch), n = got
-                    with call_lock:
-                        request = cseg.buf[DATA_OFFSET:DATA_OFFSET + n]
-                        try:
-                            parts = handle(request)
-                        except BaseException:
-                            w.finish(ch, 0, 0, dispatcher.calls, dispatcher.errors)
-                            raise
-                        finally:
-                            request.release()
-                        self._reply(w, cseg, ch, parts)
+                    request = cseg.buf[DATA_OFFSET:DATA_OFFSET + n]
+                    try:
+                        parts = handle(request)
+                    except BaseException:
+                        w.finish(ch, 0, 0, dispatcher.calls, dispatcher.errors)
+                        raise
+                    finally:
+                        request.release()
+                    self._reply(w, cseg, ch, parts)
                 else:
-                    with call_lock:
-                        try:
-                            self._serve_compiled(w, got)
-                        except BadChannel as exc:
-                            self.report(f"call slot {got[0]} of {seg.service!r}: {exc}")
+                    try:
+                        self._serve_compiled(w, got)
+                    except BadChannel as exc:
+                        self.report(f"call slot {got[0]} of {seg.service!r}: {exc}")
                 if len(open_channels) > 4:  # each mapping holds a descriptor (mmap dups it)
                     channels.prune_oldest()
         finally:
@@ -252,16 +260,6 @@ class ShmWorker:
             got = False
         return got
 
-    def run_tcp_call(self, request: memoryview) -> bytes:
-        """A call that arrived over TCP: one call at a time per worker, as for shm calls,
-        and counted in the worker table the same way."""
-        with self.call_lock:
-            start = self._mark_busy(0)
-            try:
-                return b"".join(self.dispatcher.handle(request))
-            finally:
-                self._mark_idle(start)
-
     def _mark_busy(self, client_pid: int) -> int:
         q, b = self.seg.q, self.wbase
         start = time_ns()
@@ -281,13 +279,12 @@ class ShmWorker:
         q[b + ss.W_HEARTBEAT_NS] = end
 
     def _serve(self, entry) -> None:
-        with self.call_lock:
-            try:
-                self._serve_locked(entry)
-            except BadChannel as exc:
-                self.report(f"call slot {entry[0]} of {self.seg.service!r}: {exc}")
+        try:
+            self._serve_one(entry)
+        except BadChannel as exc:
+            self.report(f"call slot {entry[0]} of {self.seg.service!r}: {exc}")
 
-    def _serve_locked(self, entry) -> None:
+    def _serve_one(self, entry) -> None:
         """One call: claim the client's channel, run the method, write the reply, post.
 
         Deliberately flat: it runs for every call, and on this path each Python function
