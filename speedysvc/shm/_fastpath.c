@@ -165,6 +165,10 @@ static inline void spin_result(Spin *s, long long budget, int caught, long long 
     }
 }
 
+static inline uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static int pid_dead(u64 pid) {
     if (pid == 0 || pid > 0x7fffffff) return 1;
     return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
@@ -382,15 +386,8 @@ static PyObject *reply_view(Channel *self) {
  * it, spin, wait one poll. Returns the reply view (see reply_view), -1 (overflow reply: check
  * and map it), 0 (not replied yet: check the worker and the deadline, then wait()), or -3 (the
  * request is longer than `limit`: nothing was sent; grow the channel and call again). */
-static PyObject *Channel_call(Channel *self, PyObject *args) {
-    Service *svc;
-    Py_ssize_t slot, limit;
-    PyObject *parts;
-    unsigned long long seq;
-    double poll_s;
-    if (!PyArg_ParseTuple(args, "O!nO!Knd", &ServiceType, &svc, &slot, &PyList_Type, &parts, &seq, &limit,
-                          &poll_s))
-        return NULL;
+static PyObject *call_impl(Channel *self, Service *svc, Py_ssize_t slot, PyObject *parts,
+                           unsigned long long seq, Py_ssize_t limit, double poll_s) {
     CHANNEL_OK(self);
     if (!svc->m.has_view) return PyErr_Format(PyExc_ValueError, "service mapping released");
     if (slot < 0 || slot >= L.slot_count) return PyErr_Format(PyExc_IndexError, "slot %zd", slot);
@@ -440,6 +437,63 @@ static PyObject *Channel_call(Channel *self, PyObject *args) {
     return reply_view(self);
 }
 
+static PyObject *Channel_call(Channel *self, PyObject *args) {
+    Service *svc;
+    Py_ssize_t slot, limit;
+    PyObject *parts;
+    unsigned long long seq;
+    double poll_s;
+    if (!PyArg_ParseTuple(args, "O!nO!Knd", &ServiceType, &svc, &slot, &PyList_Type, &parts, &seq, &limit,
+                          &poll_s))
+        return NULL;
+    return call_impl(self, svc, slot, parts, seq, limit, poll_s);
+}
+
+static PyObject *NotDecoded;  /* the exception call_decoded() raises for Python to finish the call */
+
+/* call_decoded(service, slot, parts, seq, limit, poll_s, decoder): call(), then, for a reply
+ * with status OK, its result: `bytes` as the decoder returns a raw method's result; a callable
+ * (msgpack's unpacker) is given the body of a msgpack reply without out-of-band buffers. Every
+ * other outcome -- what call() returns as a code, an error reply, another shape, a body the
+ * decoder refuses -- raises NotDecoded(call()'s result) for the Python path to finish. */
+static PyObject *Channel_call_decoded(Channel *self, PyObject *args) {
+    Service *svc;
+    Py_ssize_t slot, limit;
+    PyObject *parts, *decoder;
+    unsigned long long seq;
+    double poll_s;
+    if (!PyArg_ParseTuple(args, "O!nO!KndO", &ServiceType, &svc, &slot, &PyList_Type, &parts, &seq, &limit,
+                          &poll_s, &decoder))
+        return NULL;
+    PyObject *reply = call_impl(self, svc, slot, parts, seq, limit, poll_s);
+    if (reply == NULL || !PyMemoryView_Check(reply)) goto not_decoded;
+    Py_buffer *v = PyMemoryView_GET_BUFFER(reply);
+    const unsigned char *buf = (const unsigned char *)v->buf;
+    Py_ssize_t len = v->len;
+    if (len < 8 || buf[0] != 0) goto not_decoded;
+    PyObject *result;
+    if (decoder == (PyObject *)&PyBytes_Type) {
+        result = PyBytes_FromStringAndSize((const char *)buf + 8, len - 8);
+    } else {
+        if (len < 16 || le32(buf + 12) != 0 || (Py_ssize_t)le32(buf + 8) > len - 16) goto not_decoded;
+        PyObject *body = PyMemoryView_FromMemory((char *)buf + 16, le32(buf + 8), PyBUF_READ);
+        result = body ? PyObject_CallOneArg(decoder, body) : NULL;
+        Py_XDECREF(body);
+        if (result == NULL) {
+            PyErr_Clear();  /* Python decodes it again and words the error */
+            goto not_decoded;
+        }
+    }
+    Py_DECREF(reply);
+    return result;
+not_decoded:
+    if (reply != NULL) {
+        PyErr_SetObject(NotDecoded, reply);
+        Py_DECREF(reply);
+    }
+    return NULL;
+}
+
 static PyObject *Channel_reply(Channel *self, PyObject *unused) {
     CHANNEL_OK(self);
     return reply_view(self);
@@ -482,6 +536,8 @@ static PyObject *Channel_spin_state(Channel *self, PyObject *unused) { return sp
 
 static PyMethodDef Channel_methods[] = {
     {"spin_state", (PyCFunction)Channel_spin_state, METH_NOARGS, "the adaptive spin's state (diagnostics)"},
+    {"call_decoded", (PyCFunction)Channel_call_decoded, METH_VARARGS,
+     "call_decoded(service, slot, parts, seq, limit, poll_s, decoder) -> result, or raises NotDecoded"},
     {"call", (PyCFunction)Channel_call, METH_VARARGS,
      "call(service, slot, parts, seq, limit, poll_s) -> reply view, -1 overflow, 0 not yet, -3 too big"},
     {"reply", (PyCFunction)Channel_reply, METH_NOARGS, "the reply view (after wait() said 1), or -1"},
@@ -903,10 +959,6 @@ static int reply_bytes(Worker *self, Channel *ch, const char *head, Py_ssize_t h
     return 1;
 }
 
-static inline uint32_t le32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* The method's table entry for a request, or NULL (borrowed; no exception set). */
 static PyObject *find_method(Worker *self, const unsigned char *name, Py_ssize_t len) {
     PyObject *last = self->last_name;
@@ -1176,6 +1228,13 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         PyModule_AddObject(m, "Channel", (PyObject *)&ChannelType) < 0 ||
         PyModule_AddObject(m, "Worker", (PyObject *)&WorkerType) < 0 ||
         PyModule_AddIntConstant(m, "ABI", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    NotDecoded = PyErr_NewExceptionWithDoc(
+        "speedysvc.shm._fastpath.NotDecoded",
+        "call_decoded() could not finish the call: args[0] is what call() returned", NULL, NULL);
+    if (NotDecoded == NULL || PyModule_AddObjectRef(m, "NotDecoded", NotDecoded) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from time import perf_counter_ns
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import posix_ipc
 
@@ -168,9 +168,12 @@ class ClientChannel:
     def owner(self) -> int:
         return self.pid << 32 | self.no
 
-    def call(self, service, parts: list, size: int, decode: Callable, timeout: Optional[float],
-             unavailable_after: float):
-        """Send one request through `service` (a ServiceSegment) and decode the reply."""
+    def call(self, service, parts: list, size: Optional[int], decode: Callable, timeout: Optional[float],
+             unavailable_after: float, decoder: Any = None):
+        """Send one request through `service` (a ServiceSegment) and decode the reply.
+
+        `decoder` (compiled path): what _fastpath's call_decoded() decodes a usual reply with --
+        `bytes` for a raw method, msgpack's unpacker for a msgpack one; None: `decode` does it."""
         self.busy = True
         try:
             fast = self.fast
@@ -178,7 +181,14 @@ class ClientChannel:
                     and self.want_capacity <= self.capacity:
                 # the steady state of the compiled path, kept flat: one C call does the rest
                 self.seq = seq = self.seq + 1
-                reply = fast.call(service.fast, self.slot, parts, seq, self.request_limit, POLL_S)
+                if decoder is not None:
+                    try:
+                        return fast.call_decoded(service.fast, self.slot, parts, seq, self.request_limit,
+                                                 POLL_S, decoder)
+                    except native.NotDecoded as unusual:  # an error reply, a code: finished below
+                        reply = unusual.args[0]
+                else:
+                    reply = fast.call(service.fast, self.slot, parts, seq, self.request_limit, POLL_S)
                 if reply.__class__ is int:
                     return self._fast_not_done(reply, service, parts, size, decode, timeout, unavailable_after)
                 try:

@@ -19,9 +19,13 @@ FORCE_PURE_ENV = "SPEEDYSVC_PURE_PYTHON"
 try:
     from . import _fastpath as _ext  # type: ignore[attr-defined]
     _import_error: Optional[str] = None
+    NotDecoded: type[Exception] = _ext.NotDecoded
 except ImportError as exc:  # no compiler at install time: the fallback works everywhere
     _ext = None
     _import_error = str(exc)
+
+    class NotDecoded(Exception):  # type: ignore[no-redef]  # never raised without the extension
+        """Raised by the compiled call_decoded(); defined here so the name always exists."""
 
 _warned = False
 

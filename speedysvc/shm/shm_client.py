@@ -127,16 +127,21 @@ class SHMClient(ProviderMethods):
                 # other threads may still be inside a call on the old one: the GC unmaps it
             return self.segment
 
-    def _send(self, parts: list, size: Optional[int], decode, timeout: Optional[float]):
+    def _send(self, parts: list, size: Optional[int], decode: Any, timeout: Optional[float],
+              decoder: Any = None) -> Any:
         if timeout is None:
             timeout = self.timeout
-        channel = self._channel()
+        if _forks[0] == self._fork:  # the steady state, flat: this thread's channel, if open
+            holder = getattr(self._local, "holder", None)
+            channel = holder.channel if holder is not None and not holder.channel.closed else self._channel()
+        else:
+            channel = self._channel()
         for _ in range(3):
             seg = self.segment
             if seg.q[H_SHUTDOWN]:  # stopped (and maybe started again): follow it
                 seg = self._follow(seg)
             try:
-                return channel.call(seg, parts, size, decode, timeout, self.unavailable_after)
+                return channel.call(seg, parts, size, decode, timeout, self.unavailable_after, decoder)
             except SegmentReplaced:
                 # the supervisor was killed and started again: the call was never taken by
                 # any worker, so sending it to the new segment runs it exactly once
@@ -153,10 +158,13 @@ class SHMClient(ProviderMethods):
         prepared = self._prepared.get(method)
         if prepared is None:
             prepared = self._prepare(method)
-        serialiser, prefix, decode = prepared
-        parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
+        serialiser, prefix, decode, decoder = prepared
+        if decoder is bytes and not kwargs and len(args) == 1 and args[0].__class__ is bytes:
+            parts = [prefix, args[0]]  # a raw call, as its encoder would write it
+        else:
+            parts = [prefix, *serialiser.encode_call(args, kwargs or {})]
         # the size is only computed when the pure-Python path or a growing channel needs it
-        return self._send(parts, None, decode, timeout)
+        return self._send(parts, None, decode, timeout, decoder)
 
     def _prepare(self, method: str) -> tuple:
         encoder = self.methods.get(method)
@@ -168,7 +176,9 @@ class SHMClient(ProviderMethods):
 
         def decode(view: memoryview, _decode_reply=dispatch.decode_reply, _serialiser=serialiser) -> Any:
             return _decode_reply(view, _serialiser)
-        self._prepared[method] = prepared = (serialiser, prefix, decode)
+        # what the compiled path decodes a usual reply with by itself (see ClientChannel.call)
+        decoder = {"raw": bytes, "msgpack": serialisers.UNPACK_PLAIN}.get(encoder or "")
+        self._prepared[method] = prepared = (serialiser, prefix, decode, decoder)
         return prepared
 
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
@@ -183,7 +193,7 @@ class SHMClient(ProviderMethods):
         `flags` carries dispatch.FLAG_NETWORK for calls that came over the network."""
         if self.closed:
             raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
-        serialiser, prefix, _ = self._prepared.get(method) or self._prepare(method)
+        serialiser, prefix, _, _ = self._prepared.get(method) or self._prepare(method)
         if flags:
             prefix = b"".join(dispatch.encode_request(method, serialiser.code, [], flags))
         parts = [prefix, payload]
