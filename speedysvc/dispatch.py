@@ -125,7 +125,7 @@ class Dispatcher:
                 stats[1] += 1
                 b = latency_bucket(perf_counter_ns() - start)
                 stats[2][b] = stats[2].get(b, 0) + 1
-            return self._error_reply(exc)
+            return self.error_reply(exc)
 
     def _invoke(self, code: int, flags: int, name: str, payload: memoryview) -> list[Any]:
         spec = self.specs.get(name)
@@ -150,7 +150,8 @@ class Dispatcher:
         return [OK_HEADER, *serialiser.encode_result(result)]
 
     @staticmethod
-    def _error_reply(exc: BaseException) -> list[Any]:
+    def error_reply(exc: BaseException) -> list[Any]:
+        """The reply parts that raise `exc` in the caller (its type, message and traceback)."""
         try:
             body = serialisers.CONTROL.encode(remote_errors.exception_to_dict(exc))
         except Exception:  # an exception whose str() fails must still produce a reply
