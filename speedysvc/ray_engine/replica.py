@@ -128,7 +128,7 @@ class SpeedysvcReplica:
         self.actor_name = context.replica_id.to_full_id_str()
         self.board = board_mod.lookup(board_name(scope, service), NAMESPACE)
         self.instance = create_instance(import_class(import_path))
-        self.instance._speedysvc_publisher = RayPublisher(self.board, scope)
+        self.instance.speedysvc_publisher = RayPublisher(self.board, scope)
         self.instance.on_start()
         self.dispatcher = Dispatcher(self.instance, True)  # every encoder: we are in the cluster
         self.claims_dir = settings.get("claims_dir") or claims.default_dir()
