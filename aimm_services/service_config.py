@@ -20,6 +20,6 @@ def running_scope(service: Any) -> str:
     speedysvc gives workers no public accessor for their scope; the publisher's event ring
     knows it (set before on_start). Falls back to $SPEEDYSVC_SCOPE, then "default".
     """
-    publisher = getattr(service, "_speedysvc_publisher", None)
+    publisher = getattr(service, "speedysvc_publisher", None)
     scope: Optional[str] = getattr(getattr(publisher, "ring", None), "scope", None)
     return scope or os.environ.get("SPEEDYSVC_SCOPE", "default")

@@ -93,18 +93,19 @@ class ServerMethodsBase:
 
     def __init__(self, logger_client: Any = None):
         self.logger_client = logger_client
-        self._speedysvc_publisher: Any = None
+        # set by what serves the instance (a worker, serve(), a Ray replica) before on_start
+        self.speedysvc_publisher: Any = None
 
     @property
     def scope(self) -> Optional[str]:
         """The scope this service is served in: connect(Other, f"shm://{self.scope}") reaches a
         sibling service of the same supervisor (plain "shm://" does too, inside a worker)."""
-        publisher = getattr(self, "_speedysvc_publisher", None)
+        publisher = getattr(self, "speedysvc_publisher", None)
         return publisher.ring.scope if publisher is not None else None
 
     def publish(self, topic: "str | int", payload: Any = None) -> int:
         """Publish an event to subscribers of `topic`; returns its per-topic sequence number."""
-        publisher = getattr(self, "_speedysvc_publisher", None)
+        publisher = getattr(self, "speedysvc_publisher", None)
         if publisher is None:
             raise RuntimeError("publish() is only available while the service is being served")
         seq: int = publisher.publish(str(topic), payload)
@@ -149,6 +150,6 @@ def create_instance(service_cls: type[ServerMethodsBase]) -> ServerMethodsBase:
         instance = service_cls(logging.getLogger(service_cls.service_name()))
     else:
         instance = service_cls()
-    if not hasattr(instance, "_speedysvc_publisher"):
-        instance._speedysvc_publisher = None  # subclass __init__ did not call super().__init__
+    if not hasattr(instance, "speedysvc_publisher"):
+        instance.speedysvc_publisher = None  # subclass __init__ did not call super().__init__
     return instance

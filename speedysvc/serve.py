@@ -146,7 +146,7 @@ class RunningService:
         self._segment = ss.ServiceSegment.create(self.scope, self.name, description)
         self._events = EventRing(self.scope, self.name, create=True)
         instance = self.instance if self.instance is not None else create_instance(self.service_cls)
-        instance._speedysvc_publisher = Publisher(self._events)
+        instance.speedysvc_publisher = Publisher(self._events)
         self.instance = instance
         instance.on_start()
         for i in range(self.n_workers):

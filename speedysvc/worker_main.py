@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     segment = ServiceSegment.open(args.scope, args.name)
     ring = EventRing(args.scope, args.name)
     instance = create_instance(service_cls)
-    instance._speedysvc_publisher = Publisher(ring)
+    instance.speedysvc_publisher = Publisher(ring)
     instance.on_start()
     allow = None if args.allow_insecure is None else bool(args.allow_insecure)
     dispatcher = Dispatcher(instance, allow)

@@ -20,20 +20,27 @@ from typing import Any, Optional
 
 import ray
 
+from .events import BoardEvent
+
 EVENT_SLOTS = 1024            # as the shared-memory event ring
 CLAIM_MEMORY_S = 600.0        # how long a started request id is remembered
 LOG_LINES_KEPT = 5000
+
+# A log line as a replica reports it: (ts, stream, level, message)
+ReplicaLogLine = tuple[float, str, Optional[str], str]
+# A log line as the board keeps it: (log_seq, ts, stream, level, message, replica)
+BoardLogLine = tuple[int, float, str, Optional[str], str, str]
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class Board:
     def __init__(self) -> None:
-        self.readings: dict[str, dict] = {}
+        self.readings: dict[str, dict[str, Any]] = {}
         self.claims: "collections.OrderedDict[bytes, float]" = collections.OrderedDict()
-        self.events: "collections.deque[tuple]" = collections.deque(maxlen=EVENT_SLOTS)
+        self.events: "collections.deque[BoardEvent]" = collections.deque(maxlen=EVENT_SLOTS)
         self.seq = 0
         self.topic_seqs: dict[str, int] = {}
-        self.log_lines: "collections.deque[tuple]" = collections.deque(maxlen=LOG_LINES_KEPT)
+        self.log_lines: "collections.deque[BoardLogLine]" = collections.deque(maxlen=LOG_LINES_KEPT)
         self.log_seq = 0
         self._new_event: Optional[asyncio.Event] = None
 
@@ -52,7 +59,8 @@ class Board:
         return True
 
     # -- replica readings ------------------------------------------------------------------
-    async def report(self, replica: str, reading: dict, lines: list) -> None:
+    async def report(self, replica: str, reading: dict[str, Any],
+                     lines: list[ReplicaLogLine]) -> None:
         reading["reported_at"] = time.time()
         self.readings[replica] = reading
         for line in lines:
@@ -62,7 +70,7 @@ class Board:
     async def forget(self, replica: str) -> None:
         self.readings.pop(replica, None)
 
-    async def snapshot(self, after_log: int = 0) -> dict:
+    async def snapshot(self, after_log: int = 0) -> dict[str, Any]:
         return {"readings": dict(self.readings),
                 "logs": [entry for entry in self.log_lines if entry[0] > after_log]}
 
@@ -81,7 +89,7 @@ class Board:
         """The sequence number of the latest event (a new subscriber starts after it)."""
         return self.seq
 
-    async def poll(self, after: int, timeout: float) -> list:
+    async def poll(self, after: int, timeout: float) -> list[BoardEvent]:
         """Events with seq > `after`, waiting up to `timeout` for the first one."""
         if self.seq <= after:
             if self._new_event is None:
@@ -96,8 +104,10 @@ class Board:
 def get_or_create(name: str, namespace: str) -> Any:
     """The board called `name`, created if needed (detached: it lives until the pool kills it,
     so replicas of a supervisor that died keep working on a shared cluster)."""
-    return Board.options(name=name, namespace=namespace, lifetime="detached",
-                         get_if_exists=True).remote()
+    # mypy keeps a decorated class's own type; ray.remote made Board an ActorClass
+    actor_class: Any = Board
+    return actor_class.options(name=name, namespace=namespace, lifetime="detached",
+                               get_if_exists=True).remote()
 
 
 def lookup(name: str, namespace: str) -> Any:

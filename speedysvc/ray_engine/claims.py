@@ -16,7 +16,9 @@ import os
 import tempfile
 import threading
 import time
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar, cast
+
+T = TypeVar("T")
 
 ID_BYTES = 16
 ROTATE_EVERY = 65536
@@ -100,18 +102,20 @@ def _other_nodes() -> list[str]:
     at, nodes = _nodes_cache
     if time.monotonic() - at > NODES_CACHE_S:
         here = ray.get_runtime_context().get_node_id()
-        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
+        every_node: list[dict[str, Any]] = cast(Any, ray).nodes()  # ray.nodes() is unannotated
+        nodes = [n["NodeID"] for n in every_node if n.get("Alive") and n["NodeID"] != here]
         _nodes_cache = (time.monotonic(), nodes)
     return nodes
 
 
-def _on_every_other_node(fn, *args) -> list:
+def _on_every_other_node(fn: Callable[..., T], *args: Any) -> list[T]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     task = ray.remote(num_cpus=0, max_retries=0)(fn)
     refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
                          ).remote(*args) for node in _other_nodes()]
-    return ray.get(refs, timeout=30) if refs else []
+    results: list[T] = ray.get(refs, timeout=30) if refs else []
+    return results
 
 
 def claimed_anywhere(directory: str, name: str, request_id: bytes) -> bool:

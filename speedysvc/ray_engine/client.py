@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ..subscription import Subscription
 
 from .. import dispatch, serialisers
 from ..errors import (AmbiguousService, CallTimeout, MethodNotFound, ServiceUnavailable,
@@ -60,7 +65,8 @@ def resolve_app(service: str, scope: Optional[str]) -> str:
     if scope:
         return app_name(scope, service)
     from ray import serve
-    apps = sorted(a for a in serve.status().applications if split_app_name(a)[1] == service)
+    apps: list[str] = sorted(a for a in serve.status().applications
+                             if split_app_name(a)[1] == service)
     if len(apps) > 1:
         raise AmbiguousService(
             f"service {service!r} is deployed by {len(apps)} supervisors in this Ray cluster "
@@ -82,7 +88,7 @@ class Attempt:
     def __init__(self) -> None:
         self.sent = 0
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[int], tuple[int]]:
         self.sent += 1
         return (int, (self.sent,))
 
@@ -104,7 +110,7 @@ class RayClient(ProviderMethods):
         self.handle = runtime.track_handle(
             serve.get_app_handle(self.app).options(method_name="call"))
         self.methods: dict[str, str] = {}
-        self.description = self.call(dispatch.DESCRIBE, timeout=connect_timeout + 30)
+        self.description: dict[str, Any] = self.call(dispatch.DESCRIBE, timeout=connect_timeout + 30)
         self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
 
     def _wait_running(self, serve: Any, connect_timeout: float) -> None:
@@ -120,7 +126,7 @@ class RayClient(ProviderMethods):
                                          f"Ray cluster as application {self.app!r}{detail}")
             time.sleep(0.1)
 
-    def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
+    def call(self, method: str, args: Sequence[Any] = (), kwargs: Optional[dict[str, Any]] = None,
              timeout: Optional[float] = None) -> Any:
         if self.closed:
             raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
@@ -157,10 +163,10 @@ class RayClient(ProviderMethods):
         return ServiceUnavailable(f"call {method!r} to {self.service_name!r} failed in Ray "
                                   f"Serve: {type(exc).__name__}: {text.splitlines()[0] if text else ''}")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return self.description
 
-    def subscribe(self, topics: Optional[Sequence[str]] = None) -> Any:
+    def subscribe(self, topics: Optional[Sequence[str]] = None) -> Subscription:
         from ..client import Subscription
         from .events import BoardEventSource
         board = self._ray.get_actor(board_name(self.scope, self.service_name), namespace=NAMESPACE)
@@ -171,10 +177,10 @@ class RayClient(ProviderMethods):
             self.closed = True
             runtime.close_handle(self.handle)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -21,6 +21,9 @@ from typing import Any, Iterator, Optional
 
 POLL_WAIT_S = 1.0
 
+# An event as the board keeps it: (seq, topic, topic_seq, payload)
+BoardEvent = tuple[int, str, int, bytes]
+
 
 class BoardEventSource:
     """The transport subscription behind client.Subscription: poll(timeout) yields
@@ -31,8 +34,9 @@ class BoardEventSource:
         self._ray = ray
         self.board = board
         self.missed = 0
-        self._last = ray.get(board.head.remote())
-        self._events: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._last: int = ray.get(board.head.remote())
+        # None ends a poll (the reader stopped, or wake())
+        self._events: "queue.SimpleQueue[Optional[BoardEvent]]" = queue.SimpleQueue()
         self._closed = False
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name="speedysvc-ray-events")
@@ -42,7 +46,7 @@ class BoardEventSource:
         after = self._last
         while not self._closed:
             try:
-                batch = self._ray.get(self.board.poll.remote(after, POLL_WAIT_S))
+                batch: list[BoardEvent] = self._ray.get(self.board.poll.remote(after, POLL_WAIT_S))
             except Exception:  # noqa: BLE001 - the board (the service) is gone
                 break
             for event in batch:
@@ -50,7 +54,7 @@ class BoardEventSource:
                 self._events.put(event)
         self._events.put(None)
 
-    def poll(self, timeout: Optional[float]) -> Iterator[tuple]:
+    def poll(self, timeout: Optional[float]) -> Iterator[tuple[int, str, int, memoryview]]:
         try:
             item = self._events.get(timeout=timeout)
         except queue.Empty:

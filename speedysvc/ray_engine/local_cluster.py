@@ -40,7 +40,8 @@ PR_SET_PDEATHSIG = 1
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def token_path(temp_dir: str) -> str:
@@ -159,7 +160,8 @@ class LocalCluster:
 
 def _alive(p: psutil.Process) -> bool:
     try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        alive: bool = p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        return alive
     except psutil.Error:
         return False
 

@@ -19,6 +19,7 @@ import time
 from typing import Any, Optional
 
 from ..client import RAY_SERVICES_ENV
+from ..methods import ServerMethodsBase
 from ..monitoring.collector import WorkerReading
 from ..supervisor.pool_interface import ServiceState, SupervisedPool
 from ..supervisor.system import System
@@ -36,10 +37,10 @@ LIVE_OPTIONS = frozenset({"log_dir", "log_level", "log_max_bytes", "log_backups"
                           "metrics_interval", "metrics_retention", "wait_until_completed"})
 
 
-def serve_options(config: Any, min_replicas: int) -> dict:
+def serve_options(config: Any, min_replicas: int) -> dict[str, Any]:
     """The deployment options of a service section (see options_on_ray for the mapping)."""
     max_ongoing = config.max_ongoing_requests
-    actor_options: dict = {"num_cpus": config.ray_num_cpus}
+    actor_options: dict[str, Any] = {"num_cpus": config.ray_num_cpus}
     if config.max_proc_mem_bytes:
         actor_options["memory"] = config.max_proc_mem_bytes
     return {
@@ -64,8 +65,8 @@ def serve_options(config: Any, min_replicas: int) -> dict:
 
 
 class RayServicePool(SupervisedPool):
-    def __init__(self, config: Any, service_cls: type, scope: str, *, runtime: Any,
-                 system: Optional[System] = None, logs: Any = None):
+    def __init__(self, config: Any, service_cls: type[ServerMethodsBase], scope: str, *,
+                 runtime: Any, system: Optional[System] = None, logs: Any = None):
         self.config = config
         self.service_cls = service_cls
         self.name: str = service_cls.service_name()
@@ -94,7 +95,7 @@ class RayServicePool(SupervisedPool):
         self.fail_when_stopped = False
         self.shutting_down = False
         self.worker_ids: dict[str, int] = {}
-        self.readings: dict[str, dict] = {}
+        self.readings: dict[str, dict[str, Any]] = {}
         self.replica_states: dict[str, int] = {}
         self.deployment_message = ""
         self._replica_count: Optional[int] = None
@@ -393,7 +394,7 @@ class RayServicePool(SupervisedPool):
     def log_location(self) -> tuple[str, str]:
         return self.config.log_dir, self.name
 
-    def _rows(self) -> list[tuple[int, str, dict]]:
+    def _rows(self) -> list[tuple[int, str, dict[str, Any]]]:
         return sorted((self.worker_ids[r], r, v) for r, v in self.readings.items())
 
     def metrics_readings(self) -> list[WorkerReading]:
@@ -402,14 +403,14 @@ class RayServicePool(SupervisedPool):
                                           "cpu_percent": v["cpu_percent"]})
                 for wid, _r, v in self._rows()]
 
-    def status_dict(self, latest: dict[int, dict], totals: dict) -> dict:
+    def status_dict(self, latest: dict[int, dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:
         now = self.system.time()
         workers = [{"worker_id": wid, "pid": v["pid"], "started_at": v["started_at"],
                     "state": v["state"], "rss": v["rss"], "uss": v["uss"],
                     "cpu_percent": v["cpu_percent"], "calls": v["calls"], "node": v["node"],
                     "replica": replica, "redeliveries": v.get("redeliveries", 0)}
                    for wid, replica, v in self._rows()]
-        up = self.status in (RUNNING, STARTING, STOPPING) and self.started_at is not None
+        up = self.status in (RUNNING, STARTING, STOPPING)
         target = sum(v for k, v in self.replica_states.items() if k in ("STARTING", "RUNNING"))
         return {
             "name": self.name, "section": self.section, "status": self.status.value,
@@ -419,7 +420,8 @@ class RayServicePool(SupervisedPool):
             "workers": workers,
             "min_proc_num": self.config.min_proc_num, "max_proc_num": self.config.max_proc_num,
             "current": len(workers), "target": target,
-            "started_at": self.started_at, "uptime_s": now - self.started_at if up else 0.0,
+            "started_at": self.started_at,
+            "uptime_s": now - self.started_at if up and self.started_at is not None else 0.0,
             "restarts": self.restarts,
             "rss": sum(w["rss"] for w in workers), "uss": sum(w["uss"] for w in workers),
             "cpu_percent": sum(w["cpu_percent"] for w in workers),

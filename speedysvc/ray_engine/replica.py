@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import psutil
 import ray
@@ -48,14 +48,14 @@ class _LineSink:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.lines: list[tuple] = []
+        self.lines: list[board_mod.ReplicaLogLine] = []
 
     def add(self, stream: str, message: str, level: Optional[str] = None) -> None:
         with self.lock:
             if len(self.lines) < MAX_LINES_PER_REPORT:
                 self.lines.append((time.time(), stream, level, message))
 
-    def take(self) -> list:
+    def take(self) -> list[board_mod.ReplicaLogLine]:
         with self.lock:
             lines, self.lines = self.lines, []
         return lines
@@ -73,7 +73,8 @@ class _Tee:
             line, self._buf = self._buf.split("\n", 1)
             if line.strip():
                 self._sink.add(self._name, line)
-        return self._stream.write(text)
+        written: int = self._stream.write(text)
+        return written
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -106,11 +107,12 @@ class RayPublisher:
             raise errors.PayloadTooLarge(
                 f"event on {topic!r} is {len(body)} bytes; at most {MAX_EVENT_BYTES} (as over "
                 f"shared memory): publish a reference and fetch the data with a call")
-        return ray.get(self.board.publish.remote(topic, body))
+        topic_seq: int = ray.get(self.board.publish.remote(topic, body))
+        return topic_seq
 
 
 class SpeedysvcReplica:
-    def __init__(self, import_path: str, scope: str, service: str, settings: dict):
+    def __init__(self, import_path: str, scope: str, service: str, settings: dict[str, Any]):
         self.settings = settings
         self.service = service
         self.sink = _LineSink()
@@ -126,7 +128,7 @@ class SpeedysvcReplica:
         self.actor_name = context.replica_id.to_full_id_str()
         self.board = board_mod.lookup(board_name(scope, service), NAMESPACE)
         self.instance = create_instance(import_class(import_path))
-        self.instance._speedysvc_publisher = RayPublisher(self.board, scope)
+        self.instance.speedysvc_publisher = RayPublisher(self.board, scope)
         self.instance.on_start()
         self.dispatcher = Dispatcher(self.instance, True)  # every encoder: we are in the cluster
         self.claims_dir = settings.get("claims_dir") or claims.default_dir()
@@ -138,12 +140,12 @@ class SpeedysvcReplica:
         self.started_at = time.time()
         self.process = psutil.Process()
         self.process.cpu_percent(None)
-        self.node = ray.util.get_node_ip_address()
+        self.node: str = cast(Any, ray.util).get_node_ip_address()  # unannotated in Ray
         self.stopping = threading.Event()
         self.reporter = threading.Thread(target=self._report_loop, daemon=True,
                                          name="speedysvc-report")
         self.reporter.start()
-        self._duplicate = b"".join(bytes(p) for p in Dispatcher._error_reply(errors.WorkerDied(
+        self._duplicate = b"".join(bytes(p) for p in Dispatcher.error_reply(errors.WorkerDied(
             "this call was delivered again after the replica that had it died; speedysvc runs a "
             "call at most once, so it was not run again")))
 
@@ -171,7 +173,7 @@ class SpeedysvcReplica:
                 raise RuntimeError(f"replica uses {rss >> 20} MiB, over max_proc_mem_bytes "
                                    f"{limit >> 20} MiB: Serve replaces it")
 
-    def reading(self) -> dict:
+    def reading(self) -> dict[str, Any]:
         try:
             with self.process.oneshot():
                 mem = self.process.memory_full_info()
@@ -209,8 +211,9 @@ class SpeedysvcReplica:
                 self.claims.close()
 
 
-def build_application(import_path: str, scope: str, service: str, settings: dict,
-                      options: dict) -> Any:
+def build_application(import_path: str, scope: str, service: str, settings: dict[str, Any],
+                      options: dict[str, Any]) -> Any:
     """The Serve application of one service: a single deployment named after it."""
-    deployment = serve.deployment(SpeedysvcReplica, name=service, **options)
+    # Serve annotates deployment() as a decorator; given the class it returns the Deployment
+    deployment: Any = serve.deployment(SpeedysvcReplica, name=service, **options)
     return deployment.bind(import_path, scope, service, settings)

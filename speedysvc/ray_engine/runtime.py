@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Optional
+from types import FrameType
+from typing import Any, Callable, Optional, Union, cast
 
 from .names import NAMESPACE, address_file
 
@@ -26,6 +27,9 @@ log = logging.getLogger("speedysvc.ray")
 
 _lock = threading.Lock()
 LOCAL_START_TIMEOUT_S = 120.0
+
+# what signal.getsignal() returns
+SignalHandler = Union[Callable[[int, Optional[FrameType]], Any], int, None]
 
 
 class RayUnavailable(Exception):
@@ -46,8 +50,8 @@ def use_auth(environment: dict[str, str]) -> None:
     os.environ.update(environment)
     if "ray" in sys.modules:
         try:  # Ray read its configuration when imported; have it read the environment again
-            from ray._raylet import Config
-            Config.initialize("")
+            import ray._raylet
+            cast(Any, ray._raylet).Config.initialize("")  # its stub does not declare Config
         except Exception:  # noqa: BLE001
             pass
 
@@ -76,20 +80,20 @@ def connect(address: Optional[str]) -> Any:
     return ray
 
 
-def _signal_handlers() -> dict:
+def _signal_handlers() -> dict[signal.Signals, SignalHandler]:
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
-def _restore_signal_handlers(kept: dict) -> None:
+def _restore_signal_handlers(kept: dict[signal.Signals, SignalHandler]) -> None:
     for sig, handler in kept.items():
         if handler is not None and signal.getsignal(sig) is not handler:
             signal.signal(sig, handler)
 
 
-_handles: "weakref.WeakSet" = weakref.WeakSet()
-_joined: dict = {}   # what ray.init told this process (its dashboard's URL)
+_handles: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_joined: dict[str, Optional[str]] = {}   # what ray.init told this process (its dashboard's URL)
 
 
 def track_handle(handle: Any) -> Any:
@@ -116,7 +120,7 @@ def disconnect() -> None:
         close_handle(handle)
     try:
         from ray.serve import context
-        client = context._global_client
+        client: Any = context._global_client  # its shutdown_cached_handles() is unannotated
         if client is not None:
             client.shutdown_cached_handles()
     except Exception:  # noqa: BLE001 - Serve was never used here, or is already gone
@@ -143,7 +147,8 @@ def _stop_router_loop() -> None:
 def gcs_address() -> Optional[str]:
     import ray
     try:
-        return ray.get_runtime_context().gcs_address
+        address: Optional[str] = ray.get_runtime_context().gcs_address
+        return address
     except Exception:  # noqa: BLE001 - a Ray Client connection has none to tell
         return None
 
@@ -154,7 +159,7 @@ class RayRuntime:
     def __init__(self, supervisor_config: Any, scope: str):
         self.config = supervisor_config
         self.scope = scope
-        self.helper: Optional[subprocess.Popen] = None
+        self.helper: Optional[subprocess.Popen[bytes]] = None
         self.address: Optional[str] = None     # what clients should use to join
         self.dashboard_url: Optional[str] = None
         self.auth: dict[str, str] = {}   # RAY_AUTH_* of a local instance
@@ -198,12 +203,14 @@ class RayRuntime:
         # the helper stops Ray only when told to or when the supervisor is gone
         self.helper = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        start_new_session=True)
+        stdout = self.helper.stdout
+        assert stdout is not None  # stdout=PIPE
         deadline = time.monotonic() + LOCAL_START_TIMEOUT_S
         line = b""
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.helper.stdout], [], [], 1.0)
+            ready, _, _ = select.select([stdout], [], [], 1.0)
             if ready:
-                line = self.helper.stdout.readline()
+                line = stdout.readline()
                 break
             if self.helper.poll() is not None:
                 break
