@@ -148,7 +148,7 @@ class RunningService:
                                          "see their stderr above)")
             if sp.status == ServiceState.FAILED:
                 raise ServiceUnavailable(f"{self.name!r} failed: {sp.last_error} (see the workers' "
-                                         f"stderr above)")
+                                         "stderr above)")
             if time.monotonic() >= deadline:
                 raise ServiceUnavailable(f"{self.n_workers} worker(s) of {self.name!r} did not start within "
                                          f"{self.start_timeout:g}s (see their stderr above)")
