@@ -19,12 +19,11 @@ import threading
 import traceback
 from typing import Optional
 
-from .dispatch import Dispatcher
 from .exit_codes import WORKER_CANNOT_HEAL
-from .methods import create_instance
+from .methods import ServerMethodsBase, create_instance
 from .shm.events import EventRing
 from .shm.service_segment import ServiceSegment
-from .shm.worker_loop import Publisher, ShmWorker
+from .worker_boot import booted
 
 PR_SET_PDEATHSIG = 1
 
@@ -37,12 +36,14 @@ def die_with_parent() -> None:
         pass
 
 
-def import_class(path: str) -> type:
+def import_class(path: str) -> type[ServerMethodsBase]:
+    """The class `module:Class` (or `module:Outer.Inner`) names; TypeError if it is no service."""
     module_name, _, attr = path.partition(":")
-    module = importlib.import_module(module_name)
-    obj = module
+    obj: object = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, ServerMethodsBase)):
+        raise TypeError(f"{path} is not a ServerMethodsBase subclass")
     return obj
 
 
@@ -73,23 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     segment = ServiceSegment.open(args.scope, args.name)
     ring = EventRing(args.scope, args.name)
     instance = create_instance(service_cls)
-    instance.speedysvc_publisher = Publisher(ring)
-    instance.on_start()
     allow = None if args.allow_insecure is None else bool(args.allow_insecure)
-    dispatcher = Dispatcher(instance, allow)
-    worker = ShmWorker(dispatcher, segment, args.slot, args.worker_id, stop)
     # TCP callers reach this worker through the pool's TCP front (tcp/front.py), over the
     # same shared-memory queue as local callers
     try:
-        worker.run()
+        with booted(instance, segment, ring, allow) as new_worker:
+            new_worker(args.slot, args.worker_id, stop).run()
     finally:
-        try:
-            instance.on_stop()
-        finally:
-            ring.close()
-            segment.close()
-            sys.stdout.flush()
-            sys.stderr.flush()
+        ring.close()
+        segment.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
     return 0
 
 

@@ -112,6 +112,19 @@ class ServiceConfig:
     max_ongoing_requests: int
     ray_num_cpus: float
 
+    @classmethod
+    def for_class(cls, service_cls: type, **overrides: Any) -> "ServiceConfig":
+        """The configuration of a service run without an .ini file (serve()): the registry's
+        defaults, `service_cls` as the section, then `overrides` (option names)."""
+        values = {name: option.default_value() for name, option in options_for(SERVICE).items()}
+        unknown = sorted(set(overrides) - values.keys())
+        if unknown:
+            raise TypeError(f"unknown service options {', '.join(unknown)}; see "
+                            "python -m speedysvc.supervisor.options")
+        values.update(import_from=service_cls.__module__, engine="local")
+        values.update(overrides)
+        return cls(name=service_cls.__qualname__, **values)
+
     def service_class(self) -> type[ServerMethodsBase]:
         """Import and return the service class (the section's name from `import_from`)."""
         cls: type[ServerMethodsBase] = getattr(importlib.import_module(self.import_from), self.name)

@@ -1,8 +1,8 @@
 """A pool owns one service's workers: the shared-memory objects, and one OS process per worker.
 
 The pool is mechanism only (start, stop, replace, count); when and why to do so (scaling,
-back-off, memory limits, hang detection) is decided by its owner, the arbiter, or by serve()
-for embedded use.
+back-off, memory limits, hang detection) is decided by its owner, a ServicePool (which the
+arbiter drives, or serve() for embedded use).
 """
 from __future__ import annotations
 

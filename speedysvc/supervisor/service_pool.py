@@ -1,7 +1,8 @@
 """The policy-level owner of one service: a WorkerPool plus the decisions about it.
 
-The arbiter calls `tick()` from its main loop (the only thread that starts processes, because
-PR_SET_PDEATHSIG ties a worker to the thread that spawned it). Each tick:
+The arbiter calls `tick()` from its main loop, serve() from its monitor thread (the only thread
+that starts processes, because PR_SET_PDEATHSIG ties a worker to the thread that spawned it).
+Each tick:
 
 - reaps exited workers; an exit nobody asked for is a crash, answered with an exponentially
   growing delay before the replacement starts, and a crash loop marks the service failed;
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..exit_codes import WORKER_CANNOT_HEAL
 from ..methods import ServerMethodsBase
@@ -32,6 +33,9 @@ from .options import SERVICE, options_for
 from .pool_interface import ServiceState, SupervisedPool
 from .restart_policy import RestartPolicy
 from .system import System
+
+if TYPE_CHECKING:
+    from ..tcp.settings import TCPSettings
 
 STARTING, RUNNING, STOPPING, STOPPED, FAILED = (
     ServiceState.STARTING, ServiceState.RUNNING, ServiceState.STOPPING, ServiceState.STOPPED,
@@ -76,10 +80,14 @@ class ServicePool(SupervisedPool):
 
     def __init__(self, config: ServiceConfig, service_cls: type[ServerMethodsBase], scope: str, *,
                  system: Optional[System] = None, logs: Any = None,
-                 pool_factory: Callable[..., Any] = default_pool_factory):
+                 pool_factory: Callable[..., Any] = default_pool_factory,
+                 name: Optional[str] = None, tcp: Optional[TCPSettings] = None):
+        """`name` and `tcp` stand in for the class's name and the config's tcp_* options
+        (serve() takes both as arguments)."""
         self.config = config
         self.service_cls = service_cls
-        self.name: str = service_cls.service_name()
+        self.name: str = name or service_cls.service_name()
+        self.tcp = tcp
         self.section = config.name
         self.scope = scope
         self.system = system or System()
@@ -91,7 +99,9 @@ class ServicePool(SupervisedPool):
         self.target = 0
         self.started_at: Optional[float] = None   # wall clock, for the control API
         self.restarts = 0
+        self.boot_failures = 0   # workers in a row that exited before they became ready
         self.last_error: Optional[str] = None
+        self.start_failure: Optional[OSError] = None  # why the last start could not open the pool
         self.last_traceback: Optional[str] = None  # of the last crash, shown in status
         self.retry_at: Optional[float] = None      # a crash loop's automatic start (monotonic)
         self._kill_after: dict[int, float] = {}     # hung workers dumping their stacks first
@@ -134,6 +144,8 @@ class ServicePool(SupervisedPool):
             self.last_error = None
             self.last_traceback = None
         self.fail_when_stopped = False
+        self.start_failure = None
+        self.boot_failures = 0
         self.spawn_not_before = 0.0
         self.retiring.clear()
         self._busy_seen.clear()
@@ -142,7 +154,7 @@ class ServicePool(SupervisedPool):
         self.pool = self.pool_factory(self.service_cls, self.scope, self.name,
                                       f"{self.config.import_from}:{self.section}",
                                       bool(self.config.force_insecure_serialisation),
-                                      tcp_settings(self.config))
+                                      self.tcp if self.tcp is not None else tcp_settings(self.config))
         try:
             self.pool.open()  # reserves the TCP port the workers will share
         except OSError as exc:
@@ -150,6 +162,7 @@ class ServicePool(SupervisedPool):
             self.pool = None
             self.status = FAILED
             self.last_error = str(exc)
+            self.start_failure = exc
             self.log.error("cannot start %s: %s", self.name, exc)
             return f"{self.name} failed: {exc}"
         self.tcp_address = self.pool.tcp_address
@@ -382,6 +395,7 @@ class ServicePool(SupervisedPool):
                                _describe_exit(code))
                 continue
             self.restarts += 1
+            self.boot_failures = 0 if w.booted else self.boot_failures + 1
             what = reason or f"exited unexpectedly with {_describe_exit(code)}"
             last = self.logs.last_error_line(w.worker_id) if self.logs is not None else None
             detail = f"worker {w.worker_id} (pid {w.pid}) {what}" + (f"; last error: {last}" if last else "")
@@ -623,7 +637,7 @@ class ServicePool(SupervisedPool):
             "target": self.target,
             "started_at": self.started_at,
             "uptime_s": now - self.started_at if up and self.started_at is not None else 0.0,
-            "restarts": self.restarts,
+            "restarts": self.restarts, "boot_failures": self.boot_failures,
             "rss": sum(w["rss"] for w in workers), "uss": sum(w["uss"] for w in workers),
             "cpu_percent": sum(w["cpu_percent"] for w in workers),
             "calls_per_s": totals.get("calls_per_s", 0.0), "errors": totals.get("errors", 0),

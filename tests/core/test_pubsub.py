@@ -94,9 +94,7 @@ def test_tcp_subscription_survives_the_worker_serving_it_retiring(scope):
             c.publish_many("t", 1)
             assert sub.get(timeout=5).payload == {"i": 0}
             old = svc.pool.live()[0]  # the only worker, so it published every event so far
-            svc.pool.spawn()
-            assert svc.pool.wait_ready(2, timeout=30)
-            svc.pool.request_stop(old)
+            svc.restart_worker(old.worker_id)  # its replacement serves before it stops
             old.popen.wait(30)
             from waiting import wait_until
 

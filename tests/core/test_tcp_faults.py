@@ -305,8 +305,8 @@ def test_connections_opened_before_a_scale_up_use_the_new_worker(scope):
             t.start()
         try:
             connected.wait(30)
-            svc.pool.spawn()
-            assert svc.pool.wait_ready(2, timeout=30)
+            svc.scale(2)
+            assert svc.wait_for_workers(2, timeout=30)
         finally:
             scaled.set()
             for t in threads:
@@ -405,8 +405,7 @@ def test_stopping_the_service_finishes_the_tcp_call_in_progress_and_says_goaway(
             t.start()
             wait_until(lambda: any(w["state"] == "busy" for w in _worker_states(svc)), timeout=10,
                        message="the call running")
-            for w in svc.pool.live():  # what the supervisor does to stop a service
-                svc.pool.request_stop(w)
+            svc.stop()  # what the supervisor does to stop a service
             t.join(30)
             assert result and result[0][0] == "last"  # finished, not cut
             kind = frames.read_frame(idle, 1 << 20)[0]

@@ -55,6 +55,7 @@ class FakeWorker:
         self.worker_id, self.slot, self.pid, self.started_at = worker_id, slot, pid, started_at
         self.stopping_since = None
         self.exit_code = None
+        self.booted = False  # set when reaped, as WorkerPool does
 
     def alive(self):
         return self.exit_code is None
@@ -91,6 +92,8 @@ class FakePool:
 
     def reap(self):
         gone = [(w, w.exit_code) for w in self.workers if w.exit_code is not None]
+        for w, _ in gone:
+            w.booted = self.segment.worker_word(w.slot, ss.W_STATE) in (ss.IDLE, ss.BUSY, ss.STOPPING, ss.EXITED)
         self.workers = [w for w in self.workers if w.exit_code is None]
         return gone
 

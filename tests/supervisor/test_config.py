@@ -166,6 +166,19 @@ def test_registry_has_the_documented_options():
     assert service["tcp_secret"].secret and options_for("web monitor")["password_hash"].secret
 
 
+def test_a_config_without_a_file_has_the_registry_defaults_and_the_overrides():
+    from speedysvc.supervisor.config import ServiceConfig
+    from supervisor_services import Work
+    cfg = ServiceConfig.for_class(Work, min_proc_num=3, max_proc_num=3)
+    assert (cfg.name, cfg.import_from, cfg.engine) == ("Work", "supervisor_services", "local")
+    assert (cfg.min_proc_num, cfg.max_proc_num) == (3, 3)
+    untouched = set(options_for(SERVICE)) - {"import_from", "engine", "min_proc_num", "max_proc_num"}
+    for name in untouched:
+        assert getattr(cfg, name) == options_for(SERVICE)[name].default_value(), name
+    with pytest.raises(TypeError, match="min_proc"):
+        ServiceConfig.for_class(Work, min_procs=2)
+
+
 def test_bounds_are_part_of_the_expectation():
     option = options_for(SERVICE)["tcp_max_frame_bytes"]
     with pytest.raises(c.ConversionError) as e:

@@ -99,6 +99,23 @@ def test_repeated_crashes_back_off_exponentially_then_fail_the_service():
     assert len(pool.log) == 4 + 0 and all(k == "spawn" for k, _ in pool.log)  # no more spawns
 
 
+def test_workers_exiting_before_they_are_ready_are_counted_in_a_row():
+    sp, system, pools = make()
+    sp.start()
+    pool = pools[-1]
+    for n in (1, 2):
+        pool.workers[0].exit_code = 1                      # still starting
+        sp.tick()
+        assert sp.boot_failures == n and sp.status_dict({}, {})["boot_failures"] == n
+        system.advance(1.0)                                # the back-off
+        sp.tick()
+    pool.ready_all()
+    sp.tick()
+    pool.workers[0].exit_code = 1                          # it had served
+    sp.tick()
+    assert sp.boot_failures == 0 and sp.restarts == 3
+
+
 # -- hung and slow workers ----------------------------------------------------------------------
 def test_a_call_running_longer_than_the_hang_timeout_gets_its_worker_killed():
     sp, system, pool = started(worker_hang_timeout=5.0)
