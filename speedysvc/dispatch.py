@@ -115,7 +115,7 @@ class Dispatcher:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             self._count(stats, start, failed=True)
-            return self._error_reply(exc)
+            return self.error_reply(exc)
 
     def complete(self, fast: tuple[Any, ...], start: int, result: Any,
                  exc: Optional[BaseException]) -> list[Any]:
@@ -135,7 +135,7 @@ class Dispatcher:
             if isinstance(failure, (KeyboardInterrupt, SystemExit)):
                 raise
             self._count(stats, start, failed=True)
-            return self._error_reply(failure)
+            return self.error_reply(failure)
         finally:
             del exc  # no reference cycle through the traceback
 
@@ -172,7 +172,8 @@ class Dispatcher:
         return [OK_HEADER, *serialiser.encode_result(result)]
 
     @staticmethod
-    def _error_reply(exc: BaseException) -> list[Any]:
+    def error_reply(exc: BaseException) -> list[Any]:
+        """The reply parts that raise `exc` in the caller (its type, message and traceback)."""
         try:
             body = serialisers.CONTROL.encode(remote_errors.exception_to_dict(exc))
         except Exception:  # an exception whose str() fails must still produce a reply

@@ -143,7 +143,7 @@ class SpeedysvcReplica:
         self.reporter = threading.Thread(target=self._report_loop, daemon=True,
                                          name="speedysvc-report")
         self.reporter.start()
-        self._duplicate = b"".join(bytes(p) for p in Dispatcher._error_reply(errors.WorkerDied(
+        self._duplicate = b"".join(bytes(p) for p in Dispatcher.error_reply(errors.WorkerDied(
             "this call was delivered again after the replica that had it died; speedysvc runs a "
             "call at most once, so it was not run again")))
 

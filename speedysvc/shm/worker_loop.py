@@ -173,7 +173,7 @@ class ShmWorker:
             if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
                 self._overflow(w, seg, ch, parts)
         except Exception as exc:  # a result part that is no contiguous buffer: say so, do not die
-            parts = dispatcher._error_reply(exc)
+            parts = dispatcher.error_reply(exc)
             if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
                 self._overflow(w, seg, ch, parts)
 

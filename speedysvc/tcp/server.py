@@ -423,7 +423,7 @@ class TCPServer:
             body[1] |= dispatch.FLAG_NETWORK
             return self.run_call(request)
         except (SpeedysvcError, ConnectionError) as exc:
-            return b"".join(bytes(p) for p in dispatch.Dispatcher._error_reply(exc))
+            return b"".join(bytes(p) for p in dispatch.Dispatcher.error_reply(exc))
 
     def _start_forwarding(self, conn: _Connection) -> threading.Event:
         stop = threading.Event()
