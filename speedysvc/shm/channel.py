@@ -98,7 +98,7 @@ def _align(n: int) -> int:
     return (n + 63) & ~63
 
 
-def _write_parts(buf: memoryview, offset: int, parts: list) -> int:
+def write_parts(buf: memoryview, offset: int, parts: list) -> int:
     for part in parts:
         if part.__class__ is bytes:
             n = len(part)
@@ -252,7 +252,7 @@ class ClientChannel:
             self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
             seg = self.seg
         q = seg.q
-        _write_parts(seg.buf, DATA_OFFSET, parts)
+        write_parts(seg.buf, DATA_OFFSET, parts)
         self.seq = seq = self.seq + 1
         q[C_REQ_LEN] = size
         q[C_SEQ] = seq
@@ -529,7 +529,7 @@ def write_overflow(scope: str, pid: int, no: int, seq: int, parts: list, size: i
     except posix_ipc.Error:
         return False
     try:
-        _write_parts(overflow.buf, 0, parts)
+        write_parts(overflow.buf, 0, parts)
     finally:
         overflow.close()
     return True

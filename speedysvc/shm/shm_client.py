@@ -92,7 +92,8 @@ class SHMClient(ProviderMethods):
                         f"(waited {wait:g}s for it to start)") from None
                 time.sleep(0.02)
 
-    def _channel(self) -> ClientChannel:
+    def thread_channel(self) -> ClientChannel:
+        """The calling thread's channel, made (and registered for close()) on first use."""
         if _forks[0] != self._fork:
             self._after_fork()
         holder = getattr(self._local, "holder", None)
@@ -133,9 +134,9 @@ class SHMClient(ProviderMethods):
             timeout = self.timeout
         if _forks[0] == self._fork:  # the steady state, flat: this thread's channel, if open
             holder = getattr(self._local, "holder", None)
-            channel = holder.channel if holder is not None and not holder.channel.closed else self._channel()
+            channel = holder.channel if holder is not None and not holder.channel.closed else self.thread_channel()
         else:
-            channel = self._channel()
+            channel = self.thread_channel()
         for _ in range(3):
             seg = self.segment
             if seg.q[H_SHUTDOWN]:  # stopped (and maybe started again): follow it
@@ -148,7 +149,7 @@ class SHMClient(ProviderMethods):
                 self._follow(seg)
                 if channel.swept():  # the new supervisor removed it with the old run's objects
                     channel.close()
-                    channel = self._channel()
+                    channel = self.thread_channel()
         raise ServiceUnavailable(f"service {self.service_name!r} keeps being replaced")
 
     def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,

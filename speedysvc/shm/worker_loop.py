@@ -17,8 +17,7 @@ from . import service_segment as ss
 from ..serialisers import parts_size
 from .channel import (C_OVERFLOW, C_REQ_LEN, C_RESP_LEN, C_RESP_OFFSET, C_SEQ, C_STATE,
                       C_WORKER_PID, ABANDONED, CLAIMED, DATA_OFFSET, REPLY, REQUEST, BadChannel,
-                      SpinState, WorkerChannels, write_overflow)
-from .channel import _write_parts as write_parts
+                      SpinState, WorkerChannels, write_overflow, write_parts)
 from .events import EventRing
 from . import native
 from .native import mismatch_message as native_mismatch
