@@ -19,14 +19,20 @@ import threading
 import time
 from collections import OrderedDict
 from time import perf_counter_ns
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import posix_ipc
 
 from .. import naming, serialisers
 from ..errors import CallTimeout, ProtocolError, ServiceUnavailable, WorkerDied
+from ..serialisers import Parts
 from . import native
 from .segment import Segment, open_semaphore
+
+if TYPE_CHECKING:
+    from .service_segment import ServiceSegment
+
+Decode = Callable[[memoryview], Any]  # turns a reply (status header + body) into the result
 
 C_STATE, C_SEQ, C_REQ_LEN, C_RESP_LEN, C_WORKER_PID, C_CLIENT_PID, C_OVERFLOW, C_RESP_OFFSET, C_CLOSED = range(9)
 DATA_OFFSET = 128
@@ -98,7 +104,7 @@ def _align(n: int) -> int:
     return (n + 63) & ~63
 
 
-def _write_parts(buf: memoryview, offset: int, parts: list) -> int:
+def write_parts(buf: memoryview, offset: int, parts: Parts) -> int:
     for part in parts:
         if part.__class__ is bytes:
             n = len(part)
@@ -121,6 +127,10 @@ class SegmentReplaced(Exception):
 class ClientChannel:
     """Owned by one thread of one client process; not thread-safe by design."""
 
+    # Closing keeps the (closed) segment: `seg` is never None, so the call path needs no check.
+    seg: Segment
+    _unclaimed_since: Optional[float] = None
+
     def __init__(self, scope: str, capacity: int = INITIAL_CAPACITY):
         self.scope = scope
         self.pid = os.getpid()
@@ -133,19 +143,22 @@ class ClientChannel:
         self._close_lock = threading.Lock()
         self.spin = SpinState()
         self.sem = open_semaphore(naming.channel_base(scope, self.pid, self.no), 0)
-        self.seg: Optional[Segment] = None
-        self.service = None      # the ServiceSegment this channel has a call slot in
+        self.closed = False
+        self.service: Optional[ServiceSegment] = None  # the one this channel has a call slot in
         self.slot = -1
-        self.fast = None         # the compiled view of this channel (native path)
-        self._new_segment(capacity)
+        self.fast: Any = None    # the compiled view of this channel (native path)
+        self._map_segment(capacity)
 
     def _new_segment(self, capacity: int) -> None:
-        if self.seg is not None:
-            if self.fast is not None:
-                self.fast.release()
-                self.fast = None
-            self.seg.close()
-            self.seg.unlink()
+        """Replace the segment with a new generation of `capacity` bytes."""
+        if self.fast is not None:
+            self.fast.release()
+            self.fast = None
+        self.seg.close()
+        self.seg.unlink()
+        self._map_segment(capacity)
+
+    def _map_segment(self, capacity: int) -> None:
         self.gen += 1
         self.seg = Segment(naming.channel_segment(self.scope, self.pid, self.no, self.gen),
                            DATA_OFFSET + capacity)
@@ -159,7 +172,7 @@ class ClientChannel:
     def swept(self) -> bool:
         """True when this channel's objects were removed under it (a supervisor starting in
         its scope sweeps what the killed one left, live clients' channels included)."""
-        if self.seg is None:
+        if self.closed:
             return True
         sem_file = f"/dev/shm/sem.{naming.channel_base(self.scope, self.pid, self.no).lstrip('/')}"
         return self.seg.replaced() or not os.path.exists(sem_file)
@@ -168,8 +181,8 @@ class ClientChannel:
     def owner(self) -> int:
         return self.pid << 32 | self.no
 
-    def call(self, service, parts: list, size: Optional[int], decode: Callable, timeout: Optional[float],
-             unavailable_after: float, decoder: Any = None):
+    def call(self, service: ServiceSegment, parts: Parts, size: Optional[int], decode: Decode,
+             timeout: Optional[float], unavailable_after: float, decoder: Any = None) -> Any:
         """Send one request through `service` (a ServiceSegment) and decode the reply.
 
         `decoder` (compiled path): what _fastpath's call_decoded() decodes a usual reply with --
@@ -201,7 +214,7 @@ class ClientChannel:
             if self.closing:
                 self.close()
 
-    def _register(self, service, timeout: Optional[float]) -> None:
+    def _register(self, service: ServiceSegment, timeout: Optional[float]) -> None:
         """Take a call slot in `service` (once per channel and service segment); when every
         slot belongs to a live client, wait for one within the timeout."""
         self._unregister()
@@ -226,7 +239,8 @@ class ClientChannel:
                 pass
             self.service, self.slot = None, -1
 
-    def _call(self, service, parts, size, decode, timeout, unavailable_after):
+    def _call(self, service: ServiceSegment, parts: Parts, size: Optional[int], decode: Decode,
+              timeout: Optional[float], unavailable_after: float) -> Any:
         if self.closing:
             raise ServiceUnavailable("the client was closed")
         if self.want_capacity > self.capacity:
@@ -252,7 +266,7 @@ class ClientChannel:
             self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
             seg = self.seg
         q = seg.q
-        _write_parts(seg.buf, DATA_OFFSET, parts)
+        write_parts(seg.buf, DATA_OFFSET, parts)
         self.seq = seq = self.seq + 1
         q[C_REQ_LEN] = size
         q[C_SEQ] = seq
@@ -279,7 +293,8 @@ class ClientChannel:
         self.spin.result(budget, caught, perf_counter_ns() - started)
         return self._take_reply(decode)
 
-    def _wait(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
+    def _wait(self, service: ServiceSegment, seq: int, timeout: Optional[float],
+              unavailable_after: float) -> None:
         q = self.seg.q
         start = time.monotonic()
         self._unclaimed_since = None
@@ -294,17 +309,17 @@ class ClientChannel:
             if self._check(service, seq, start, timeout, unavailable_after):
                 return
 
-    _unclaimed_since = None
-
-    def _fast_not_done(self, reply: int, service, parts, size, decode, timeout, unavailable_after):
+    def _fast_not_done(self, code: int, service: ServiceSegment, parts: Parts, size: Optional[int],
+                       decode: Decode, timeout: Optional[float], unavailable_after: float) -> Any:
         """fast.call() returned a code: the request did not fit, the reply overflowed, or the
         call is still running (then wait, checking on the worker and the deadline)."""
-        if reply == -3:  # longer than the channel allows: grow it, send again
+        if code == -3:  # longer than the channel allows: grow it, send again
             self.seq -= 1
             size = serialisers.parts_size(parts) if size is None else size
             self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
             return self._call(service, parts, size, decode, timeout, unavailable_after)
-        if reply == 0:
+        reply: Any = code  # after the wait: the reply (a view of the channel), or -1 (overflow)
+        if code == 0:
             self._wait_fast(service, self.seq, timeout, unavailable_after)
             reply = self.fast.reply()
         if reply == -1:
@@ -314,7 +329,8 @@ class ClientChannel:
         finally:
             reply.release()
 
-    def _wait_fast(self, service, seq: int, timeout: Optional[float], unavailable_after: float) -> None:
+    def _wait_fast(self, service: ServiceSegment, seq: int, timeout: Optional[float],
+                   unavailable_after: float) -> None:
         start = time.monotonic() - POLL_S  # call() has waited one poll already
         self._unclaimed_since = None
         wait = self.fast.wait
@@ -322,7 +338,8 @@ class ClientChannel:
             if wait(seq, POLL_S):
                 return
 
-    def _check(self, service, seq: int, start: float, timeout: Optional[float], unavailable_after: float) -> bool:
+    def _check(self, service: ServiceSegment, seq: int, start: float, timeout: Optional[float],
+               unavailable_after: float) -> bool:
         """Every POLL_S of waiting: True once replied; raises when the call cannot complete."""
         q = self.seg.q
         state = q[C_STATE]
@@ -361,7 +378,7 @@ class ClientChannel:
             raise CallTimeout(f"call to {service.service!r} timed out after {timeout:g}s")
         return False
 
-    def _take_reply(self, decode: Callable):
+    def _take_reply(self, decode: Decode) -> Any:
         q = self.seg.q
         if q[C_OVERFLOW]:
             return self._take_overflow(decode)
@@ -376,7 +393,7 @@ class ClientChannel:
         finally:
             view.release()
 
-    def _take_overflow(self, decode: Callable):
+    def _take_overflow(self, decode: Decode) -> Any:
         q = self.seg.q
         n = q[C_RESP_LEN]
         overflow = q[C_OVERFLOW]
@@ -400,7 +417,7 @@ class ClientChannel:
 
     def abandon(self) -> None:
         """Give up on this channel: a late reply must not reach the next call."""
-        if self.seg is not None:
+        if not self.closed:
             self.seg.q[C_STATE] = ABANDONED
         self.close()
 
@@ -421,11 +438,11 @@ class ClientChannel:
         if self.fast is not None:
             self.fast.release()
             self.fast = None
-        if self.seg is not None:
+        if not self.closed:
             self.seg.q[C_CLOSED] = 1  # lets workers drop their mapping of it promptly
             self.seg.close()
             self.seg.unlink()
-            self.seg = None
+            self.closed = True
         if self.sem is not None:
             try:
                 self.sem.unlink()
@@ -433,10 +450,6 @@ class ClientChannel:
                 pass
             self.sem.close()
             self.sem = None
-
-    @property
-    def closed(self) -> bool:
-        return self.seg is None
 
 
 class BadChannel(Exception):
@@ -455,9 +468,11 @@ class WorkerChannels:
         self.compiled = compiled  # entries hold a _fastpath.Channel instead of a semaphore
         # owner (client pid << 32 | channel no) -> (generation, segment, semaphore or Channel);
         # the compiled worker looks channels up here itself (_fastpath.Worker.next)
-        self.open: OrderedDict[int, tuple] = OrderedDict()
+        self.open: OrderedDict[int, tuple[int, Segment, Any]] = OrderedDict()
 
-    def get(self, pid: int, no: int, gen: int) -> Optional[tuple[Segment, posix_ipc.Semaphore]]:
+    def get(self, pid: int, no: int, gen: int) -> Optional[tuple[Segment, Any]]:
+        """The channel's segment and its semaphore (compiled: its _fastpath.Channel), mapped
+        and cached; None when the client went away."""
         key = pid << 32 | no
         entry = self.open.get(key)
         if entry is not None and entry[0] == gen:
@@ -506,7 +521,7 @@ class WorkerChannels:
             if self.open[key][1].q[C_CLOSED]:
                 self._drop(key)
 
-    def _drop(self, key) -> None:
+    def _drop(self, key: int) -> None:
         _, seg, sem = self.open.pop(key)
         if self.compiled:
             sem.release()
@@ -522,14 +537,14 @@ class WorkerChannels:
             self._drop(key)
 
 
-def write_overflow(scope: str, pid: int, no: int, seq: int, parts: list, size: int) -> bool:
+def write_overflow(scope: str, pid: int, no: int, seq: int, parts: Parts, size: int) -> bool:
     """A reply too big for the channel goes to a one-off segment the client maps and unlinks."""
     try:
         overflow = Segment(naming.channel_overflow(scope, pid, no, seq), max(size, 1), exclusive=False)
     except posix_ipc.Error:
         return False
     try:
-        _write_parts(overflow.buf, 0, parts)
+        write_parts(overflow.buf, 0, parts)
     finally:
         overflow.close()
     return True

@@ -209,7 +209,8 @@ class ShmSubscription:
         self.sem_name = naming.subscriber_semaphore(scope, service, self.pid, self.n)
         unlink_semaphore(self.sem_name)
         self.sem = open_semaphore(self.sem_name, 0)
-        self.ring = None
+        # None only while re-attaching, so a failed re-attach never closes the old ring twice
+        self.ring: Optional[EventRing] = None
         self._attach(EventRing(scope, service))
         self.missed = 0
         self.reattached = 0
@@ -227,13 +228,15 @@ class ShmSubscription:
         if now < self._next_check:
             return
         self._next_check = now + self.REATTACH_CHECK_S
-        if not self.ring.seg.replaced():
+        old = self.ring
+        assert old is not None, "a re-attach failed half-way"
+        if not old.seg.replaced():
             return
         try:
             ring = EventRing(self.scope, self.service)
         except posix_ipc.ExistentialError:
             return  # still stopped; look again later
-        old, self.ring = self.ring, None
+        self.ring = None
         old.close()
         # the old service unlinked our wake-up semaphore when it stopped: make it again
         old_sem, self.sem = self.sem, None
@@ -245,7 +248,9 @@ class ShmSubscription:
 
     def poll(self, timeout: Optional[float]) -> Iterator[tuple[int, str, int, bytes]]:
         """Yield available events as (seq, topic, topic_seq, payload), waiting up to `timeout`."""
-        if self.ring.head() < self.next_seq:
+        ring = self.ring
+        assert ring is not None, "a re-attach failed half-way"
+        if ring.head() < self.next_seq:
             try:
                 self.sem.acquire(timeout if timeout is None or timeout <= self.REATTACH_CHECK_S
                                  else self.REATTACH_CHECK_S)
@@ -258,7 +263,7 @@ class ShmSubscription:
                 self.sem.acquire(0)
             except posix_ipc.BusyError:
                 break
-        head = self.ring.head()
+        head = ring.head()
         if head - self.next_seq >= SLOTS:
             skipped = head - SLOTS + 1 - self.next_seq
             self.missed += skipped
@@ -266,7 +271,7 @@ class ShmSubscription:
         while self.next_seq <= head:
             seq = self.next_seq
             self.next_seq += 1
-            event = self.ring.read(seq)
+            event = ring.read(seq)
             if event is None:
                 self.missed += 1
                 continue

@@ -39,7 +39,7 @@ import os
 import struct
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import msgpack
 import posix_ipc
@@ -106,7 +106,9 @@ class QueueLock:
         self.seg = seg
         self._pid = os.getpid()
         self._threads = threading.Lock()
-        self._fd = seg.fd
+        # -1: no descriptor (the segment was opened without keep_fd, or this lock is closed);
+        # fcntl then fails with EBADF
+        self._fd = seg.fd if seg.fd is not None else -1
 
     def _fork_check(self) -> None:
         if os.getpid() != self._pid:  # the parent's description would lock for both of us
@@ -142,9 +144,9 @@ class QueueLock:
         self._threads.release()
 
     def close(self) -> None:
-        if self._fd is not None and self._fd != self.seg.fd:
+        if self._fd >= 0 and self._fd != self.seg.fd:
             os.close(self._fd)
-        self._fd = None
+        self._fd = -1
 
 
 class ServiceSegment:
@@ -166,7 +168,8 @@ class ServiceSegment:
 
     # -- life cycle -------------------------------------------------------------------
     @classmethod
-    def create(cls, scope: str, service: str, description: dict, mode: Optional[int] = None) -> "ServiceSegment":
+    def create(cls, scope: str, service: str, description: dict[str, Any],
+               mode: Optional[int] = None) -> "ServiceSegment":
         name = naming.service_segment(scope, service)
         cls._refuse_if_running(scope, service)
         cls.unlink(scope, service)  # stale objects of a crashed run of this scope
@@ -262,7 +265,7 @@ class ServiceSegment:
     def owner_alive(self) -> bool:
         return naming.pid_alive(self.q[H_OWNER_PID])
 
-    def description(self) -> dict:
+    def description(self) -> dict[str, Any]:
         n = self.q[H_METHODS_LEN]
         where = f"service {self.service!r} in scope {self.scope!r}"
         if n > METHODS_BYTES:
@@ -305,9 +308,10 @@ class ServiceSegment:
             try:
                 i = owners.index(0)
             except ValueError:
-                i = next((k for k, o in enumerate(owners) if not naming.pid_alive(o >> 32)), None)
-                if i is None:
+                dead = next((k for k, o in enumerate(owners) if not naming.pid_alive(o >> 32)), None)
+                if dead is None:
                     return None
+                i = dead
             base = first + i * SLOT_WORDS
             q[base + S_GEN] = gen
             q[base + S_OWNER] = pid << 32 | no
@@ -421,7 +425,7 @@ class ServiceSegment:
     def request_stop(self, slot: int) -> None:
         self.set_worker_word(slot, W_STOP, 1)
 
-    def workers(self) -> Iterator[dict]:
+    def workers(self) -> Iterator[dict[str, Any]]:
         q = self.q
         for slot in range(MAX_WORKERS):
             b = self.worker_base(slot)
@@ -441,7 +445,7 @@ class ServiceSegment:
                 n += 1
         return n
 
-    def write_stats(self, slot: int, stats: dict) -> None:
+    def write_stats(self, slot: int, stats: dict[str, Any]) -> None:
         blob = msgpack.packb(stats, use_bin_type=True)
         if len(blob) > STATS_BYTES:
             return  # too many methods to export; counters in the worker table still work
@@ -453,7 +457,7 @@ class ServiceSegment:
         self.q[b + W_STATS_LEN] = len(blob)
         self.q[b + W_STATS_SEQ] += 1
 
-    def read_stats(self, slot: int) -> dict:
+    def read_stats(self, slot: int) -> dict[str, Any]:
         b = self.worker_base(slot)
         for _ in range(10):
             seq = self.q[b + W_STATS_SEQ]

@@ -4,14 +4,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from .. import dispatch, serialisers
 from ..scope_resolution import resolve_scope
 from ..errors import MethodNotFound, ServiceUnavailable
 from ..provider import ProviderMethods
+from ..serialisers import Parts, Serialiser
 from ..subscription import Subscription
-from .channel import ClientChannel, SegmentReplaced
+from .channel import ClientChannel, Decode, SegmentReplaced
 from .events import ShmSubscription
 from .service_segment import H_SHUTDOWN, ServiceSegment
 
@@ -24,6 +28,10 @@ DEFAULT_UNAVAILABLE_AFTER = 3.0
 _forks = [0]
 os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
+# a method's serialiser, its encoded request prefix, the reply decoder, and what the compiled
+# path decodes a usual reply with by itself (None: decode does it; see ClientChannel.call)
+Prepared = tuple[Serialiser, bytes, Decode, Any]
+
 
 class _ThreadChannel:
     """Lives in the thread-local state of one thread: when the thread ends, CPython drops it
@@ -35,7 +43,7 @@ class _ThreadChannel:
     def __init__(self, channel: ClientChannel):
         self.channel = channel
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.channel.request_close()
         except Exception:  # interpreter shutdown, or already gone
@@ -45,7 +53,8 @@ class _ThreadChannel:
 def _service_name(service: Any) -> str:
     if isinstance(service, str):
         return service
-    return service.service_name()
+    name: str = service.service_name()
+    return name
 
 
 class SHMClient(ProviderMethods):
@@ -71,7 +80,7 @@ class SHMClient(ProviderMethods):
         self.segment = self._open_segment(connect_timeout)
         self.description = self.segment.description()
         self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
-        self._prepared: dict[str, tuple] = {}
+        self._prepared: dict[str, Prepared] = {}
         self.closed = False
 
     def _open_segment(self, wait: float) -> ServiceSegment:
@@ -92,10 +101,11 @@ class SHMClient(ProviderMethods):
                         f"(waited {wait:g}s for it to start)") from None
                 time.sleep(0.02)
 
-    def _channel(self) -> ClientChannel:
+    def thread_channel(self) -> ClientChannel:
+        """The calling thread's channel, made (and registered for close()) on first use."""
         if _forks[0] != self._fork:
             self._after_fork()
-        holder = getattr(self._local, "holder", None)
+        holder: Optional[_ThreadChannel] = getattr(self._local, "holder", None)
         if holder is None or holder.channel.closed:
             ch = ClientChannel(self.scope)
             self._local.holder = _ThreadChannel(ch)
@@ -127,15 +137,15 @@ class SHMClient(ProviderMethods):
                 # other threads may still be inside a call on the old one: the GC unmaps it
             return self.segment
 
-    def _send(self, parts: list, size: Optional[int], decode: Any, timeout: Optional[float],
+    def _send(self, parts: Parts, size: Optional[int], decode: Decode, timeout: Optional[float],
               decoder: Any = None) -> Any:
         if timeout is None:
             timeout = self.timeout
         if _forks[0] == self._fork:  # the steady state, flat: this thread's channel, if open
-            holder = getattr(self._local, "holder", None)
-            channel = holder.channel if holder is not None and not holder.channel.closed else self._channel()
+            holder: Optional[_ThreadChannel] = getattr(self._local, "holder", None)
+            channel = holder.channel if holder is not None and not holder.channel.closed else self.thread_channel()
         else:
-            channel = self._channel()
+            channel = self.thread_channel()
         for _ in range(3):
             seg = self.segment
             if seg.q[H_SHUTDOWN]:  # stopped (and maybe started again): follow it
@@ -148,10 +158,10 @@ class SHMClient(ProviderMethods):
                 self._follow(seg)
                 if channel.swept():  # the new supervisor removed it with the old run's objects
                     channel.close()
-                    channel = self._channel()
+                    channel = self.thread_channel()
         raise ServiceUnavailable(f"service {self.service_name!r} keeps being replaced")
 
-    def call(self, method: str, args: Sequence = (), kwargs: Optional[dict] = None,
+    def call(self, method: str, args: Sequence[Any] = (), kwargs: Optional[dict[str, Any]] = None,
              timeout: Optional[float] = None) -> Any:
         if self.closed:
             raise ServiceUnavailable(f"client of {self.service_name!r} is closed")
@@ -166,7 +176,7 @@ class SHMClient(ProviderMethods):
         # the size is only computed when the pure-Python path or a growing channel needs it
         return self._send(parts, None, decode, timeout, decoder)
 
-    def _prepare(self, method: str) -> tuple:
+    def _prepare(self, method: str) -> Prepared:
         encoder = self.methods.get(method)
         if encoder is None and method not in (dispatch.DESCRIBE, dispatch.PING):
             raise MethodNotFound(f"service {self.service_name!r} has no method {method!r}; "
@@ -174,7 +184,9 @@ class SHMClient(ProviderMethods):
         serialiser = serialisers.SERIALISERS[encoder or "msgpack"]
         prefix = b"".join(dispatch.encode_request(method, serialiser.code, []))
 
-        def decode(view: memoryview, _decode_reply=dispatch.decode_reply, _serialiser=serialiser) -> Any:
+        def decode(view: memoryview,
+                   _decode_reply: Callable[[memoryview, Serialiser], Any] = dispatch.decode_reply,
+                   _serialiser: Serialiser = serialiser) -> Any:
             return _decode_reply(view, _serialiser)
         # what the compiled path decodes a usual reply with by itself (see ClientChannel.call)
         decoder = {"raw": bytes, "msgpack": serialisers.UNPACK_PLAIN}.get(encoder or "")
@@ -183,7 +195,8 @@ class SHMClient(ProviderMethods):
 
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
         """Forward an already-encoded request; returns the encoded reply (used by the TCP gateway)."""
-        return self._send([request], len(request), bytes, timeout)
+        reply: bytes = self._send([request], len(request), bytes, timeout)
+        return reply
 
     def call_encoded(self, method: str, payload: Any, timeout: Optional[float] = None,
                      flags: int = 0) -> bytes:
@@ -197,17 +210,18 @@ class SHMClient(ProviderMethods):
         if flags:
             prefix = b"".join(dispatch.encode_request(method, serialiser.code, [], flags))
         parts = [prefix, payload]
-        return self._send(parts, serialisers.parts_size(parts), bytes, timeout)
+        reply: bytes = self._send(parts, serialisers.parts_size(parts), bytes, timeout)
+        return reply
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return self.description
 
-    def subscribe(self, topics: Optional[Sequence[str]] = None):
+    def subscribe(self, topics: Optional[Sequence[str]] = None) -> Subscription:
         return Subscription(ShmSubscription(self.scope, self.service_name), topics)
 
     def release_thread_channel(self) -> None:
         """Close the calling thread's channel (threads that end should call this)."""
-        holder = getattr(self._local, "holder", None)
+        holder: Optional[_ThreadChannel] = getattr(self._local, "holder", None)
         if holder is not None:
             holder.channel.close()
             self._local.holder = None
@@ -226,13 +240,13 @@ class SHMClient(ProviderMethods):
         if not busy:  # else calls in other threads still read it; the GC unmaps it after them
             self.segment.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from time import time_ns
-from typing import Optional
+from typing import Any, Optional
 
 import posix_ipc
 
@@ -14,11 +14,11 @@ from .. import dispatch, serialisers
 from ..dispatch import Dispatcher
 from ..monitoring.latency_histogram import LOWER_NS, MIN_BUCKET
 from . import service_segment as ss
-from ..serialisers import parts_size
+from ..serialisers import Parts, parts_size
 from .channel import (C_OVERFLOW, C_REQ_LEN, C_RESP_LEN, C_RESP_OFFSET, C_SEQ, C_STATE,
                       C_WORKER_PID, ABANDONED, CLAIMED, DATA_OFFSET, REPLY, REQUEST, BadChannel,
-                      SpinState, WorkerChannels, write_overflow)
-from .channel import _write_parts as write_parts
+                      SpinState, WorkerChannels, write_overflow, write_parts)
+from .segment import Segment
 from .events import EventRing
 from . import native
 from .native import mismatch_message as native_mismatch
@@ -45,7 +45,7 @@ class Publisher:
         self.ring = ring
         self.lock = threading.Lock()  # in-process services publish from several threads
 
-    def publish(self, topic: str, payload) -> int:
+    def publish(self, topic: str, payload: Any) -> int:
         data = serialisers.join_parts(serialisers.CONTROL.encode(payload))
         with self.lock:
             return self.ring.publish(topic, data)
@@ -167,7 +167,8 @@ class ShmWorker:
             seg.set_worker_word(slot, ss.W_STATE, ss.EXITED)
             self.channels.close()
 
-    def _reply(self, w, seg, ch, parts: list) -> None:
+    # `w` is the compiled _fastpath.Worker and `ch` a _fastpath.Channel (no stubs: Any)
+    def _reply(self, w: Any, seg: Segment, ch: Any, parts: Parts) -> None:
         dispatcher = self.dispatcher
         try:
             if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
@@ -177,7 +178,7 @@ class ShmWorker:
             if w.reply(ch, parts, dispatcher.calls, dispatcher.errors) < 0:
                 self._overflow(w, seg, ch, parts)
 
-    def _overflow(self, w, seg, ch, parts) -> None:
+    def _overflow(self, w: Any, seg: Segment, ch: Any, parts: Parts) -> None:
         """A reply too big for the channel: a one-off overflow segment the client maps."""
         dispatcher = self.dispatcher
         size = parts_size(parts)
@@ -186,7 +187,7 @@ class ShmWorker:
         ok = write_overflow(self.channels.scope, pid, no, seq, parts, size)
         w.finish(ch, seq if ok else 0, size, dispatcher.calls, dispatcher.errors)
 
-    def _serve_compiled(self, w, entry) -> None:
+    def _serve_compiled(self, w: Any, entry: tuple[int, int, int]) -> None:
         slot, owner, gen = entry
         pid, no = owner >> 32, owner & 0xFFFFFFFF
         if not pid:
@@ -278,13 +279,13 @@ class ShmWorker:
         q[b + ss.W_ERRORS] = self.dispatcher.errors
         q[b + ss.W_HEARTBEAT_NS] = end
 
-    def _serve(self, entry) -> None:
+    def _serve(self, entry: tuple[int, int, int]) -> None:
         try:
             self._serve_one(entry)
         except BadChannel as exc:
             self.report(f"call slot {entry[0]} of {self.seg.service!r}: {exc}")
 
-    def _serve_one(self, entry) -> None:
+    def _serve_one(self, entry: tuple[int, int, int]) -> None:
         """One call: claim the client's channel, run the method, write the reply, post.
 
         Deliberately flat: it runs for every call, and on this path each Python function

@@ -215,7 +215,7 @@ def test_garbage_in_the_pending_bits_and_call_slots_costs_nobody_a_call(scope):
         q = seg.q
         for w in range(ss.PENDING_WORD, ss.PENDING_WORD + ss.PENDING_WORDS):
             q[w] = rnd.getrandbits(64)
-        mine = c.provider._channel().slot  # garbage everywhere but in this client's own slot
+        mine = c.provider.thread_channel().slot  # garbage everywhere but in this client's own slot
         for slot in range(ss.SLOT_COUNT):
             if slot != mine:
                 base = ss.SLOTS_WORD + slot * ss.SLOT_WORDS
