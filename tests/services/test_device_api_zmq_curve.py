@@ -93,6 +93,6 @@ def test_the_console_authenticates_with_a_client_certificate(make_service, keys,
     service.command_request_delegate = lambda request: ApiCommandRequestResponse(result=ApiCommandRequestResult.SUCCESS)
     out = io.StringIO()
     code = console.main(["--pub-port", str(service.subscriber_port), "--cmd-port", str(service.command_port),
-                         "--curve-server-key", server_public, "--curve-client-certificate", secret_file,
+                         f"--curve-server-key={server_public}", "--curve-client-certificate", secret_file,
                          "--send", "GET_STATUS"], stdout=out)
     assert code == 0 and "reply SUCCESS" in out.getvalue()
