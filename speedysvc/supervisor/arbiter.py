@@ -33,8 +33,10 @@ from . import service_pool as sp_mod
 from .command_queue import CommandQueue, ControlUnavailable
 from .config import Config, ServiceConfig
 from .control_service import ControlService, UnknownService
+from .engines import Engines
 from .pool_interface import ServiceState, SupervisedPool
 from .runtime import SUPERVISOR_LOG, BootError, SupervisorRuntime
+from .service_order import Boot, ServiceOrder
 from .state_file import AlreadyRunning
 from .system import System
 from .reloader import Reloader
@@ -56,20 +58,17 @@ class Arbiter:
         self.config = config
         self.scope = config.supervisor.scope
         self.system = system or System()
-        self.pool_factory = pool_factory or sp_mod.default_pool_factory
+        self.engines = Engines(self.scope, self.system, pool_factory or sp_mod.default_pool_factory)
         self.runtime = SupervisorRuntime(config, self.system)
         self.pools: dict[str, SupervisedPool] = {}   # by section name, in file order
         self.started_at = time.time()
         self.phase = "booting"        # booting, running, stopping, killed
         self.exit_code = EXIT_OK
         self.web: Optional[WebMonitorProcess] = None
-        self.ray_runtime: Any = None   # speedysvc.ray_engine.runtime.RayRuntime, when a service runs on Ray
         self._signals: list[int] = []
         self._commands = CommandQueue(wake=self._wake)
         self._wake_r = self._wake_w = -1
-        self._boot_queue: list[str] = []
-        self._boot_started: set[str] = set()
-        self._stop_queue: list[str] = []
+        self.order = ServiceOrder()
         self.reloader = Reloader(self)
 
     # -- what commands use (some from control API threads) ----------------------------------
@@ -136,24 +135,10 @@ class Arbiter:
                                      on_url=self._wake)
         self.web.configure(self.config.web_monitor)
         self._write_state()
-        self._boot_queue = [s.name for s in self.config.services if s.enabled]
+        self.order.begin_boot([s.name for s in self.config.services if s.enabled])
 
     def make_pool(self, svc: ServiceConfig) -> SupervisedPool:
-        try:
-            cls = svc.service_class()
-        except Exception as exc:  # validated at load; a module may still fail the second time
-            raise BootError(f"[{svc.name}] cannot import {svc.import_from}.{svc.name}: {exc}") from exc
-        logs = self.runtime.capture.service(cls.service_name(), svc.log_dir, svc.log_max_bytes,
-                                            svc.log_backups, svc.log_level)
-        if svc.engine == "ray":  # Ray is imported only when a service runs on it
-            from ..ray_engine.pool import RayServicePool
-            from ..ray_engine.runtime import RayRuntime
-            if self.ray_runtime is None:
-                self.ray_runtime = RayRuntime(self.config.supervisor, self.scope)
-            return RayServicePool(svc, cls, self.scope, runtime=self.ray_runtime,
-                                  system=self.system, logs=logs)
-        return sp_mod.ServicePool(svc, cls, self.scope, system=self.system, logs=logs,
-                                  pool_factory=self.pool_factory)
+        return self.engines.make_pool(svc, self.config, self.runtime.capture)
 
     def _web(self) -> WebMonitorProcess:
         if self.web is None:
@@ -173,9 +158,7 @@ class Arbiter:
         self._kill_everything()
         if self.web is not None:
             self.web.stop()
-        if self.ray_runtime is not None:
-            with contextlib.suppress(Exception):
-                self.ray_runtime.stop()  # a local Ray instance stops with us
+        self.engines.stop()
         with contextlib.suppress(ValueError):
             signal.set_wakeup_fd(-1)
         for sig in HANDLED_SIGNALS:
@@ -209,14 +192,14 @@ class Arbiter:
             web.tick(stopping=self.phase == "stopping")
             if self.runtime.state_differs(self._served_names(), web.url):
                 self._write_state()
-            if self.phase == "stopping" and self._advance_stop():
+            if self.phase == "stopping" and self.order.advance_stop(self.pools):
                 return
 
     def _timeout(self) -> float:
         now = self.system.monotonic()
         times = [now + MAX_SLEEP_S, *(sp.next_wakeup() for sp in self.pools.values()),
                  *self.runtime.next_wakeups()]
-        if self._boot_queue or self.phase == "stopping":
+        if self.order.booting or self.phase == "stopping":
             times.append(now + sp_mod.POLL_WHILE_CHANGING_S)
         web_at = self.web.next_wakeup() if self.web is not None else None
         if web_at is not None:
@@ -263,52 +246,21 @@ class Arbiter:
                     if sp.status == ServiceState.RUNNING:
                         sp.scale_by(1 if sig == signal.SIGTTIN else -1, name)
 
-    # -- boot and stop order ------------------------------------------------------------------
+    # -- boot and stop order (service_order) ---------------------------------------------------
     def _advance_boot(self) -> None:
-        while self._boot_queue and self.phase == "booting":
-            sp = self.pools.get(self._boot_queue[0])
-            if sp is None:
-                self._boot_queue.pop(0)
-                continue
-            if sp.section not in self._boot_started:
-                self._boot_started.add(sp.section)
-                try:
-                    sp.start()
-                except Exception as exc:  # noqa: BLE001 - reported as the service's failure
-                    log.exception("%s could not start", sp.name)
-                    sp.fail(f"could not start: {exc}")
-            if not sp.config.wait_until_completed or sp.status == ServiceState.RUNNING:
-                self._boot_queue.pop(0)
-                continue
-            if sp.status in (ServiceState.FAILED, ServiceState.STOPPED) and not sp.has_workers:
-                log.error("%s failed to start and later services wait for it (wait_until_completed):"
-                          " stopping the supervisor. %s", sp.name,
-                          sp.status_dict({}, {}).get("last_error") or "")
-                self.exit_code = EXIT_BOOT_FAILURE
-                self.begin_stop()
+        if self.phase != "booting":
             return
-        if self.phase == "booting" and not self._boot_queue:
+        outcome = self.order.advance_boot(self.pools)
+        if outcome == Boot.FAILED:
+            self.exit_code = EXIT_BOOT_FAILURE
+            self.begin_stop()
+        elif outcome == Boot.DONE:
             self.phase = "running"
             log.info("all services started")
 
     def begin_stop(self) -> None:
         self.phase = "stopping"
-        self._boot_queue.clear()
-        for sp in self.pools.values():
-            sp.begin_shutdown()
-        self._stop_queue = list(reversed([n for n, sp in self.pools.items() if sp.has_workers]))
-
-    def _advance_stop(self) -> bool:
-        """Stop services one at a time, last started first; True once all have stopped."""
-        while self._stop_queue:
-            sp = self.pools[self._stop_queue[0]]
-            if not sp.has_workers:
-                self._stop_queue.pop(0)
-                continue
-            if sp.status != ServiceState.STOPPING:
-                sp.stop()
-            return False
-        return True
+        self.order.begin_stop(self.pools)
 
     def _kill_everything(self) -> None:
         self.phase = "killed"

@@ -46,7 +46,7 @@ def make_arbiter(tmp_path, sections):
     arbiter.runtime = FakeRuntime()
     for svc in arbiter.config.services:
         arbiter.pools[svc.name] = arbiter.make_pool(svc)
-    arbiter._boot_queue = [s.name for s in arbiter.config.services if s.enabled]
+    arbiter.order.begin_boot([s.name for s in arbiter.config.services if s.enabled])
     return arbiter, system, pools
 
 
@@ -86,13 +86,13 @@ def test_stop_goes_in_reverse_order_one_service_at_a_time(tmp_path):
     for _ in range(4):
         tick(arbiter, pools)
     arbiter.begin_stop()
-    assert arbiter._advance_stop() is False
+    assert arbiter.order.advance_stop(arbiter.pools) is False
     assert [p for p in pools if any(a == "stop" for a, _ in pools[p].log)] == ["second"]
     tick(arbiter, pools)
-    arbiter._advance_stop()
+    arbiter.order.advance_stop(arbiter.pools)
     assert {p for p in pools if any(a == "stop" for a, _ in pools[p].log)} == {"second", "first"}
     tick(arbiter, pools)
-    assert arbiter._advance_stop() is True
+    assert arbiter.order.advance_stop(arbiter.pools) is True
 
 
 def test_reload_adds_removes_and_rescales_without_touching_the_rest(tmp_path):
