@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speedysvc", metavar="ADDRESS", help="connect through speedysvc (shm://SCOPE or tcp://HOST:PORT)")
     parser.add_argument("--service-name", help="speedysvc service name (default: the device service running in "
                         "the scope: device_simulator as in example.ini, or device_api)")
-    parser.add_argument("--curve-server-key", help="the device's CURVE public key (Z85; write --curve-server-key=KEY, a key may start with '-')")
+    parser.add_argument("--curve-server-key",
+                        help="the device's CURVE public key (Z85; as --curve-server-key=KEY: it may start with -)")
     parser.add_argument("--curve-client-certificate", help="this client's certificate file with its secret key")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for replies and first event")
     parser.add_argument("--send", metavar="COMMAND", help="send one command (name or number) and exit")
