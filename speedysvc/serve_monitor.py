@@ -80,6 +80,8 @@ class ServeMonitor:
                 except Exception as exc:  # noqa: BLE001 - counted as a crash, as the arbiter does
                     log.exception("supervising %s failed", sp.name)
                     sp.supervision_error(exc)
+                if self._stop_deadline is not None and self._stopped():
+                    return  # the tick stopped the last worker: nothing is left to wait for
                 if time.monotonic() >= next_sweep:
                     naming.sweep_dead_clients(sp.scope)
                     next_sweep = time.monotonic() + CLIENT_SWEEP_EVERY_S

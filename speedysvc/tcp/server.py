@@ -19,7 +19,9 @@ calls in progress, and close connections once idle.
 from __future__ import annotations
 
 import logging
+import os
 import secrets as _secrets
+import select
 import socket
 import ssl
 import threading
@@ -123,10 +125,13 @@ class TCPServer:
         self.insecure_codes = {s.code for s in serialisers.SERIALISERS.values() if s.insecure}
         self._listener: Optional[socket.socket] = listener
         # a listener shared with the pool (the front's) must keep listening after we leave:
-        # never shut it down, poll accept() instead so that stopping is noticed
+        # never shut it down; the accept loop waits on it and on a pipe that stopping writes to
+        # (accept() keeps a timeout in case another process takes a connection first)
         self._shared_listener = shared_listener
+        self._wake_r = self._wake_w = -1
         if shared_listener:
             frames.set_io_timeout(listener, ACCEPT_POLL_S)
+            self._wake_r, self._wake_w = os.pipe()
         self.port: int = listener.getsockname()[1]
         self._connections: dict[socket.socket, _Connection] = {}
         self._per_address: dict[str, int] = {}
@@ -148,6 +153,15 @@ class TCPServer:
             listener = self._listener
             if listener is None:
                 break
+            if self._wake_r >= 0:
+                try:
+                    ready, _, _ = select.select([listener, self._wake_r], [], [], ACCEPT_POLL_S)
+                except (OSError, ValueError):  # closed meanwhile
+                    break
+                if self._wake_r in ready:
+                    break
+                if not ready:
+                    continue
             try:
                 sock, peer = listener.accept()
             except (BlockingIOError, socket.timeout):
@@ -246,7 +260,9 @@ class TCPServer:
         listener, self._listener = self._listener, None
         if listener is None:
             return
-        if self._shared_listener:  # the accept loop notices within ACCEPT_POLL_S
+        if self._shared_listener:  # the accept loop wakes on the pipe
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"\0")
             if self._thread.is_alive() and self._thread is not threading.current_thread():
                 self._thread.join(2 * ACCEPT_POLL_S + 1)
         else:
@@ -288,6 +304,11 @@ class TCPServer:
             self._thread.join(5)
         for t in list(self._threads):  # their calls end (or are abandoned) before we return
             t.join(2)
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0 and not self._thread.is_alive():
+                os.close(fd)
+        if not self._thread.is_alive():
+            self._wake_r = self._wake_w = -1
 
     # -- one connection -------------------------------------------------------------------
     def _serve_connection(self, conn: _Connection, peer: Any) -> None:
