@@ -155,7 +155,7 @@ class TCPServer:
                 break
             if self._wake_r >= 0:
                 try:
-                    ready, _, _ = select.select([listener, self._wake_r], [], [], ACCEPT_POLL_S)
+                    ready, _, _ = select.select([listener.fileno(), self._wake_r], [], [], ACCEPT_POLL_S)
                 except (OSError, ValueError):  # closed meanwhile
                     break
                 if self._wake_r in ready:
