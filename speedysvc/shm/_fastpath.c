@@ -912,6 +912,7 @@ static PyObject *Worker_set_dispatch(Worker *self, PyObject *args) {
 /* One more call of a method, `elapsed` ns long, in its stats list [calls, errors, {bucket: n}]
  * (the same numbers Dispatcher.handle() keeps). */
 static int count_call(Worker *self, PyObject *stats, u64 elapsed) {
+    self->fast_calls++;  /* the worker table's count, whatever the stats list looks like */
     if (!PyList_CheckExact(stats) || PyList_GET_SIZE(stats) < 3) return 0;
     PyObject *n = PyNumber_Add(PyList_GET_ITEM(stats, 0), ONE);
     if (n == NULL) return -1;
@@ -931,7 +932,6 @@ static int count_call(Worker *self, PyObject *stats, u64 elapsed) {
     int r = count ? PyDict_SetItem(hist, key, count) : -1;
     Py_DECREF(key);
     Py_XDECREF(count);
-    self->fast_calls++;
     return r;
 }
 
@@ -939,8 +939,7 @@ static int count_call(Worker *self, PyObject *stats, u64 elapsed) {
 static int reply_bytes(Worker *self, Channel *ch, const char *head, Py_ssize_t head_len,
                        const char *body, Py_ssize_t body_len) {
     u64 *c = ch->c;
-    if (!ch->m.has_view) return 0;
-    if (LOAD(&c[L.c_state]) != L.s_claimed || LOAD(&c[L.c_seq]) != ch->claimed_seq) {
+    if (!ch->m.has_view || LOAD(&c[L.c_state]) != L.s_claimed || LOAD(&c[L.c_seq]) != ch->claimed_seq) {
         mark_idle(self, self->py_calls, self->py_errors);
         return 0;
     }
@@ -1030,6 +1029,11 @@ static int complete_in_python(Worker *self, Channel *ch, PyObject *entry, u64 st
         Py_DECREF(owner);
     }
     PyErr_Clear();
+    if (!ch->m.has_view) {  /* the channel went away meanwhile: nobody wants the reply */
+        Py_DECREF(parts);
+        mark_idle(self, self->py_calls, self->py_errors);
+        return 0;
+    }
     int r = reply_parts(self, ch, parts);
     if (r == -1) {
         *overflow = parts;
