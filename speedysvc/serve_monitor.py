@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from . import naming
 from .errors import ServiceUnavailable
 from .supervisor.command_queue import CommandQueue, ControlUnavailable
+from .supervisor.pool_interface import ServiceState
 from .supervisor.service_pool import ServicePool
 
 log = logging.getLogger("speedysvc.serve")
@@ -26,6 +27,7 @@ MAX_SLEEP_S = 1.0            # the pool's own wake-ups are sooner while anything
 CLIENT_SWEEP_EVERY_S = 30.0  # channels of clients killed with SIGKILL
 COMMAND_TIMEOUT_S = 30.0
 JOIN_MARGIN_S = 10.0         # a stop's kill_all waits up to 5 s for the killed processes
+CHANGING_POLL_S = 0.01       # while workers start or stop
 
 
 class ServeMonitor:
@@ -85,7 +87,11 @@ class ServeMonitor:
                 if time.monotonic() >= next_sweep:
                     naming.sweep_dead_clients(sp.scope)
                     next_sweep = time.monotonic() + CLIENT_SWEEP_EVERY_S
-                self._wake.wait(min(MAX_SLEEP_S, max(0.0, sp.next_wakeup() - time.monotonic())))
+                wait = min(MAX_SLEEP_S, max(0.0, sp.next_wakeup() - time.monotonic()))
+                if sp.status in (ServiceState.STARTING, ServiceState.STOPPING):
+                    # serve() blocks its caller until then: look sooner than the supervisor would
+                    wait = min(wait, CHANGING_POLL_S)
+                self._wake.wait(wait)
         finally:
             self._commands.close()
             if sp.has_workers:  # the thread is ending for a reason of its own: leave nothing
