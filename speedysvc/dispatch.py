@@ -112,10 +112,7 @@ class Dispatcher:
             self._count(stats, start, failed=False)
             return parts
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            self._count(stats, start, failed=True)
-            return self.error_reply(exc)
+            return self._failed(exc, stats, start)
 
     def complete(self, fast: tuple[Any, ...], start: int, result: Any,
                  exc: Optional[BaseException]) -> list[Any]:
@@ -132,12 +129,17 @@ class Dispatcher:
             self._count(stats, start, failed=False)
             return parts
         except BaseException as failure:  # noqa: BLE001 - every failure must reach the caller
-            if isinstance(failure, (KeyboardInterrupt, SystemExit)):
-                raise
-            self._count(stats, start, failed=True)
-            return self.error_reply(failure)
+            return self._failed(failure, stats, start)
         finally:
             del exc  # no reference cycle through the traceback
+
+    def _failed(self, exc: BaseException, stats: Optional[list[Any]], start: int) -> list[Any]:
+        """A call that failed: counted, and its ERROR reply (KeyboardInterrupt and SystemExit
+        stop the worker instead)."""
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise exc
+        self._count(stats, start, failed=True)
+        return self.error_reply(exc)
 
     def _count(self, stats: Optional[list[Any]], start: int, failed: bool) -> None:
         self.calls += 1

@@ -733,6 +733,17 @@ static void mark_idle(Worker *self, unsigned long long calls, unsigned long long
     STORE(wword(self, L.w_heartbeat), now);
 }
 
+/* The reply is written at `offset` in the channel: tell the client and mark the worker idle. */
+static void publish_reply(Worker *self, Channel *ch, Py_ssize_t offset, Py_ssize_t size) {
+    u64 *c = ch->c;
+    c[L.c_overflow] = 0;
+    c[L.c_resp_offset] = (u64)offset;
+    c[L.c_resp_len] = (u64)size;
+    STORE(&c[L.c_state], L.s_reply);
+    sem_post(ch->sem);
+    mark_idle(self, self->py_calls, self->py_errors);
+}
+
 /* Write `parts` (a list of buffers) as the reply of the call claimed on `ch`: 1 replied, 0 nobody
  * wants it (the client gave up; the worker is marked idle), -1 too big for the channel (the
  * caller writes an overflow segment, then finish()), -2 an exception is set. */
@@ -764,12 +775,7 @@ static int reply_parts(Worker *self, Channel *ch, PyObject *parts) {
     }
     for (Py_ssize_t i = 0; i < n; i++) PyBuffer_Release(&views[i]);
     if (!fits) return -1;
-    c[L.c_overflow] = 0;
-    c[L.c_resp_offset] = (u64)offset;
-    c[L.c_resp_len] = (u64)size;
-    STORE(&c[L.c_state], L.s_reply);
-    sem_post(ch->sem);
-    mark_idle(self, self->py_calls, self->py_errors);
+    publish_reply(self, ch, offset, size);
     return 1;
 }
 
@@ -949,12 +955,7 @@ static int reply_bytes(Worker *self, Channel *ch, const char *head, Py_ssize_t h
     char *dst = (char *)ch->m.view.buf + offset;
     memcpy(dst, head, head_len);
     memcpy(dst + head_len, body, body_len);
-    c[L.c_overflow] = 0;
-    c[L.c_resp_offset] = (u64)offset;
-    c[L.c_resp_len] = (u64)size;
-    STORE(&c[L.c_state], L.s_reply);
-    sem_post(ch->sem);
-    mark_idle(self, self->py_calls, self->py_errors);
+    publish_reply(self, ch, offset, size);
     return 1;
 }
 

@@ -125,7 +125,6 @@ class ShmWorker:
         serve, monotonic_ns = w.serve, time.monotonic_ns
         stop_event, q, channels, open_channels = self.stop_event, seg.q, self.channels, self.channels.open
         stop_word = seg.worker_word_index(slot, ss.W_STOP)
-        handle = dispatcher.handle
         next_stats = 0
         try:
             while not (stop_event.is_set() or q[stop_word] == 1 or q[ss.H_SHUTDOWN] == 1):
@@ -144,15 +143,7 @@ class ShmWorker:
                     self._overflow(w, cseg, ch, parts)
                 elif len(got) == 2:  # claimed in C, served here (another encoder, an unusual payload)
                     (_, cseg, ch), n = got
-                    request = cseg.buf[DATA_OFFSET:DATA_OFFSET + n]
-                    try:
-                        parts = handle(request)
-                    except BaseException:
-                        w.finish(ch, 0, 0, dispatcher.calls, dispatcher.errors)
-                        raise
-                    finally:
-                        request.release()
-                    self._reply(w, cseg, ch, parts)
+                    self._handle_claimed(w, cseg, ch, n)
                 else:
                     try:
                         self._serve_compiled(w, got)
@@ -207,6 +198,10 @@ class ShmWorker:
                 raise BadChannel(f"request length {seg.q[C_REQ_LEN]} exceeds channel {pid}/{no} "
                                  f"of {seg.size} bytes")
             return  # abandoned, a stale bit, or another worker's
+        self._handle_claimed(w, seg, ch, n)
+
+    def _handle_claimed(self, w: Any, seg: Segment, ch: Any, n: int) -> None:
+        """Serve in Python a call claimed in C (request length n), and reply."""
         dispatcher = self.dispatcher
         request = seg.buf[DATA_OFFSET:DATA_OFFSET + n]
         try:
