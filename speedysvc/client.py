@@ -82,9 +82,12 @@ class ServiceClient(ProviderMethods):
         self._provider = provider
         self.provider = provider
         self.methods: dict[str, str] = dict(provider.methods)
+        bound_method = getattr(provider, "bound_method", None)  # a transport's own (SHMClient: compiled)
         for name in self.methods:
             if not name.startswith("_"):
-                setattr(self, name, MethodProxy(provider, name))  # instance attributes shadow helpers
+                method = bound_method(name) if bound_method is not None else None
+                # instance attributes shadow the helpers below
+                setattr(self, name, method if method is not None else MethodProxy(provider, name))
 
     def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("_"):

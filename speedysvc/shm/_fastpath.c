@@ -16,6 +16,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
+#include <pthread.h>
 #include <errno.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -44,7 +46,7 @@ typedef uint64_t u64;
 static struct {
     int ok;
     Py_ssize_t pending_word, pending_words, slots_word, slot_words, slot_count, pure_first;
-    Py_ssize_t workers_word, worker_words, max_workers, h_spinner, service_bytes;
+    Py_ssize_t workers_word, worker_words, max_workers, h_spinner, h_shutdown, service_bytes;
     Py_ssize_t w_pid, w_state, w_heartbeat, w_busy_since, w_calls, w_errors, w_busy_ns, w_client_pid;
     u64 worker_idle, worker_busy;
     Py_ssize_t c_state, c_seq, c_req_len, c_resp_len, c_worker_pid, c_client_pid, c_overflow,
@@ -52,6 +54,7 @@ static struct {
     Py_ssize_t data_offset, min_channel_bytes;
     u64 s_request, s_claimed, s_reply;
     long long spin_max_ns;
+    long long poll_ns;  /* how long a Caller waits before Python checks on the worker (channel.POLL_S) */
 } L;
 
 static int get_field(PyObject *d, const char *key, long long *out) {
@@ -78,13 +81,13 @@ static PyObject *configure(PyObject *mod, PyObject *d) {
     }
     FIELD(pending_word); FIELD(pending_words); FIELD(slots_word); FIELD(slot_words);
     FIELD(slot_count); FIELD(pure_first); FIELD(workers_word); FIELD(worker_words);
-    FIELD(max_workers); FIELD(h_spinner); FIELD(service_bytes);
+    FIELD(max_workers); FIELD(h_spinner); FIELD(h_shutdown); FIELD(service_bytes);
     FIELD(w_pid); FIELD(w_state); FIELD(w_heartbeat); FIELD(w_busy_since); FIELD(w_calls);
     FIELD(w_errors); FIELD(w_busy_ns); FIELD(w_client_pid); FIELD(worker_idle); FIELD(worker_busy);
     FIELD(c_state); FIELD(c_seq); FIELD(c_req_len); FIELD(c_resp_len); FIELD(c_worker_pid);
     FIELD(c_client_pid); FIELD(c_overflow); FIELD(c_resp_offset);
     FIELD(data_offset); FIELD(min_channel_bytes); FIELD(s_request); FIELD(s_claimed); FIELD(s_reply);
-    FIELD(spin_max_ns);
+    FIELD(spin_max_ns); FIELD(poll_ns);
     if (L.pending_words * 64 != L.slot_count || L.min_channel_bytes < L.data_offset) {
         PyErr_SetString(PyExc_ValueError, "configure(): inconsistent layout");
         return NULL;
@@ -304,6 +307,8 @@ typedef struct {
     Spin spin;
     u64 claimed_seq;    /* worker side: the seq it claimed */
     u64 claimed_len;
+    int busy;           /* client side: a Caller is inside a call on it (see ClientChannel.request_close) */
+    int close_requested;  /* another thread asked to close it: the Caller closes it after its call */
 } Channel;
 
 static void Channel_dealloc(Channel *self) {
@@ -382,6 +387,34 @@ static PyObject *reply_view(Channel *self) {
     return PyMemoryView_FromMemory((char *)self->m.view.buf + off, (Py_ssize_t)n, PyBUF_READ);
 }
 
+/* Queue the request of `size` bytes already written at DATA_OFFSET, spin, wait one poll.
+ * Returns what call() returns (below) except -3. */
+static PyObject *send_wait(Channel *self, Service *svc, Py_ssize_t slot, u64 seq, Py_ssize_t size,
+                           double poll_s) {
+    u64 *c = self->c;
+    c[L.c_req_len] = (u64)size;
+    c[L.c_seq] = seq;
+    STORE(&c[L.c_state], L.s_request);
+    __atomic_fetch_or(pending(svc, slot), (u64)1 << (slot & 63), __ATOMIC_SEQ_CST);
+    sem_post(svc->qsem);
+    long long b = spin_budget(&self->spin);
+    int r, caught;
+    u64 start, end;
+    Py_BEGIN_ALLOW_THREADS
+    start = mono_ns();
+    r = caught = spin_for_reply(self, seq, b);
+    if (!r) r = wait_reply(self, seq, poll_s);
+    end = mono_ns();
+    Py_END_ALLOW_THREADS
+    spin_result(&self->spin, b, caught, (long long)(end - start));
+    if (r == -1) {
+        if (PyErr_CheckSignals() < 0) return NULL;
+        r = 0;
+    }
+    if (r == 0) return PyLong_FromLong(0);
+    return reply_view(self);
+}
+
 /* call(service, slot, parts, seq, limit, poll_s): write the request parts at DATA_OFFSET, queue
  * it, spin, wait one poll. Returns the reply view (see reply_view), -1 (overflow reply: check
  * and map it), 0 (not replied yet: check the worker and the deadline, then wait()), or -3 (the
@@ -413,28 +446,7 @@ static PyObject *call_impl(Channel *self, Service *svc, Py_ssize_t slot, PyObjec
             PyBuffer_Release(&v);
         }
     }
-    u64 *c = self->c;
-    c[L.c_req_len] = (u64)size;
-    c[L.c_seq] = seq;
-    STORE(&c[L.c_state], L.s_request);
-    __atomic_fetch_or(pending(svc, slot), (u64)1 << (slot & 63), __ATOMIC_SEQ_CST);
-    sem_post(svc->qsem);
-    long long b = spin_budget(&self->spin);
-    int r, caught;
-    u64 start, end;
-    Py_BEGIN_ALLOW_THREADS
-    start = mono_ns();
-    r = caught = spin_for_reply(self, seq, b);
-    if (!r) r = wait_reply(self, seq, poll_s);
-    end = mono_ns();
-    Py_END_ALLOW_THREADS
-    spin_result(&self->spin, b, caught, (long long)(end - start));
-    if (r == -1) {
-        if (PyErr_CheckSignals() < 0) return NULL;
-        r = 0;
-    }
-    if (r == 0) return PyLong_FromLong(0);
-    return reply_view(self);
+    return send_wait(self, svc, slot, seq, size, poll_s);
 }
 
 static PyObject *Channel_call(Channel *self, PyObject *args) {
@@ -456,6 +468,26 @@ static PyObject *NotDecoded;  /* the exception call_decoded() raises for Python 
  * (msgpack's unpacker) is given the body of a msgpack reply without out-of-band buffers. Every
  * other outcome -- what call() returns as a code, an error reply, another shape, a body the
  * decoder refuses -- raises NotDecoded(call()'s result) for the Python path to finish. */
+/* The result of a usual reply (see call_decoded), or NULL with no exception set. */
+static PyObject *decode_usual(PyObject *reply, PyObject *decoder) {
+    if (!PyMemoryView_Check(reply)) return NULL;
+    Py_buffer *v = PyMemoryView_GET_BUFFER(reply);
+    const unsigned char *buf = (const unsigned char *)v->buf;
+    Py_ssize_t len = v->len;
+    if (len < 8 || buf[0] != 0) return NULL;
+    if (decoder == (PyObject *)&PyBytes_Type) {
+        PyObject *result = PyBytes_FromStringAndSize((const char *)buf + 8, len - 8);
+        if (result == NULL) PyErr_Clear();
+        return result;
+    }
+    if (len < 16 || le32(buf + 12) != 0 || (Py_ssize_t)le32(buf + 8) > len - 16) return NULL;
+    PyObject *body = PyMemoryView_FromMemory((char *)buf + 16, le32(buf + 8), PyBUF_READ);
+    PyObject *result = body ? PyObject_CallOneArg(decoder, body) : NULL;
+    Py_XDECREF(body);
+    if (result == NULL) PyErr_Clear();  /* Python decodes it again and words the error */
+    return result;
+}
+
 static PyObject *Channel_call_decoded(Channel *self, PyObject *args) {
     Service *svc;
     Py_ssize_t slot, limit;
@@ -466,32 +498,11 @@ static PyObject *Channel_call_decoded(Channel *self, PyObject *args) {
                           &poll_s, &decoder))
         return NULL;
     PyObject *reply = call_impl(self, svc, slot, parts, seq, limit, poll_s);
-    if (reply == NULL || !PyMemoryView_Check(reply)) goto not_decoded;
-    Py_buffer *v = PyMemoryView_GET_BUFFER(reply);
-    const unsigned char *buf = (const unsigned char *)v->buf;
-    Py_ssize_t len = v->len;
-    if (len < 8 || buf[0] != 0) goto not_decoded;
-    PyObject *result;
-    if (decoder == (PyObject *)&PyBytes_Type) {
-        result = PyBytes_FromStringAndSize((const char *)buf + 8, len - 8);
-    } else {
-        if (len < 16 || le32(buf + 12) != 0 || (Py_ssize_t)le32(buf + 8) > len - 16) goto not_decoded;
-        PyObject *body = PyMemoryView_FromMemory((char *)buf + 16, le32(buf + 8), PyBUF_READ);
-        result = body ? PyObject_CallOneArg(decoder, body) : NULL;
-        Py_XDECREF(body);
-        if (result == NULL) {
-            PyErr_Clear();  /* Python decodes it again and words the error */
-            goto not_decoded;
-        }
-    }
+    if (reply == NULL) return NULL;
+    PyObject *result = decode_usual(reply, decoder);
+    if (result == NULL) PyErr_SetObject(NotDecoded, reply);
     Py_DECREF(reply);
     return result;
-not_decoded:
-    if (reply != NULL) {
-        PyErr_SetObject(NotDecoded, reply);
-        Py_DECREF(reply);
-    }
-    return NULL;
 }
 
 static PyObject *Channel_reply(Channel *self, PyObject *unused) {
@@ -546,6 +557,12 @@ static PyMethodDef Channel_methods[] = {
     {"release", (PyCFunction)Channel_release, METH_NOARGS, "drop the buffer of the mapping"},
     {NULL}};
 
+static PyMemberDef Channel_members[] = {
+    {"busy", T_INT, offsetof(Channel, busy), READONLY, "a Caller is inside a call on this channel"},
+    {"close_requested", T_INT, offsetof(Channel, close_requested), 0,
+     "set by ClientChannel.request_close: the Caller inside a call closes the channel after it"},
+    {NULL}};
+
 static PyTypeObject ChannelType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "speedysvc.shm._fastpath.Channel",
     .tp_basicsize = sizeof(Channel),
@@ -553,7 +570,330 @@ static PyTypeObject ChannelType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Channel(mmap, semaphore_name): the compiled view of a client channel",
     .tp_methods = Channel_methods,
+    .tp_members = Channel_members,
     .tp_init = (initproc)Channel_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- Route and Caller: connect()'s method attributes, with no Python frame per call ------
+ *
+ * A Route is one SHMClient's steady state as its Python side last saw it: the calling thread,
+ * its channel, the service segment it has a call slot in, the slot, the request limit. Python
+ * arms it after a call it made (SHMClient._arm) and disarms it when that state changes; what
+ * Python can change under it without saying so is checked on every call (the channel's and
+ * the segment's mappings, a close request, the service's shutdown word, a fork, another
+ * thread). A Caller is one remote method of that client: on the steady state it encodes the
+ * arguments, writes them into the channel, waits and decodes the reply itself; anything else
+ * goes to Python untouched -- `fallback(args, kwargs)` before anything was sent, `resume(channel,
+ * code, seq, args, kwargs)` after (errors, timeouts, a dead worker, overflow, a replaced
+ * segment), so every semantic stays in one place, in Python. */
+static unsigned long forks;  /* bumped in a forked child: its parent's routes are not its own */
+static void after_fork_child(void) { forks++; }
+
+typedef struct {
+    PyObject_HEAD
+    int armed;
+    unsigned long tid, forks;
+    Channel *ch;          /* the thread's channel (compiled view) */
+    PyObject *channel;    /* its ClientChannel */
+    Service *svc;         /* the service segment the channel has a call slot in */
+    Py_ssize_t slot, limit;
+    u64 seq;              /* sequence numbers of its calls: bit 62 set, never one of Python's */
+} Route;
+
+static void Route_clear_refs(Route *self) {
+    self->armed = 0;
+    Py_CLEAR(self->ch);
+    Py_CLEAR(self->channel);
+    Py_CLEAR(self->svc);
+}
+
+static void Route_dealloc(Route *self) {
+    Route_clear_refs(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Route_arm(Route *self, PyObject *args) {
+    Channel *ch;
+    Service *svc;
+    PyObject *channel;
+    Py_ssize_t slot, limit;
+    if (!PyArg_ParseTuple(args, "O!OO!nn", &ChannelType, &ch, &channel, &ServiceType, &svc, &slot, &limit))
+        return NULL;
+    if (slot < 0 || slot >= L.slot_count) return PyErr_Format(PyExc_IndexError, "slot %zd", slot);
+    Route_clear_refs(self);
+    Py_INCREF(ch);
+    Py_INCREF(channel);
+    Py_INCREF(svc);
+    self->ch = ch;
+    self->channel = channel;
+    self->svc = svc;
+    self->slot = slot;
+    self->limit = limit;
+    self->tid = PyThread_get_thread_ident();
+    self->forks = forks;
+    if (self->seq == 0) self->seq = (u64)1 << 62;
+    self->armed = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Route_disarm(Route *self, PyObject *unused) {
+    Route_clear_refs(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Route_armed(Route *self, PyObject *unused) {
+    return PyBool_FromLong(self->armed && self->tid == PyThread_get_thread_ident() && self->forks == forks);
+}
+
+static PyMethodDef Route_methods[] = {
+    {"arm", (PyCFunction)Route_arm, METH_VARARGS,
+     "arm(channel_fast, client_channel, service_fast, slot, limit): the calling thread's steady state"},
+    {"disarm", (PyCFunction)Route_disarm, METH_NOARGS, "forget it: Callers go through Python"},
+    {"armed", (PyCFunction)Route_armed, METH_NOARGS, "armed for the calling thread"},
+    {NULL}};
+
+static PyTypeObject RouteType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "speedysvc.shm._fastpath.Route",
+    .tp_basicsize = sizeof(Route),
+    .tp_dealloc = (destructor)Route_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Route(): one SHMClient's steady state, shared by its Callers",
+    .tp_methods = Route_methods,
+    .tp_new = PyType_GenericNew,
+};
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Route *route;
+    PyObject *prefix;    /* bytes: the encoded request header and method name */
+    int raw;             /* 1: one bytes argument, written as it is; 0: msgpack [args, kwargs] */
+    int packing;         /* inside pack(): a re-entrant call (a finalizer calling this method) goes
+                            through Python, so the packer's buffer is never shared */
+    PyObject *pack;      /* msgpack Packer(...).pack, this Caller's own */
+    PyObject *decoder;   /* what decode_usual() decodes a usual reply with */
+    PyObject *decode;    /* the method's Python decode (error replies, other shapes) */
+    PyObject *fallback;  /* fallback(args, kwargs): the Python path, before anything was sent */
+    PyObject *resume;    /* resume(channel, code, seq, args, kwargs): Python finishes a sent call */
+    PyObject *with_timeout_factory;
+    PyObject *label;     /* repr */
+} Caller;
+
+static int Caller_traverse(Caller *self, visitproc visit, void *arg) {
+    Py_VISIT(self->route);
+    Py_VISIT(self->pack);
+    Py_VISIT(self->decoder);
+    Py_VISIT(self->decode);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->resume);
+    Py_VISIT(self->with_timeout_factory);
+    return 0;
+}
+
+static int Caller_clear(Caller *self) {
+    Py_CLEAR(self->route);
+    Py_CLEAR(self->prefix);
+    Py_CLEAR(self->pack);
+    Py_CLEAR(self->decoder);
+    Py_CLEAR(self->decode);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->resume);
+    Py_CLEAR(self->with_timeout_factory);
+    Py_CLEAR(self->label);
+    return 0;
+}
+
+static void Caller_dealloc(Caller *self) {
+    PyObject_GC_UnTrack(self);
+    Caller_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* args as a tuple and kwargs as a dict (NULL: none), from a vectorcall's arguments */
+static int call_arguments(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **tuple,
+                          PyObject **dict) {
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    *tuple = PyTuple_New(nargs);
+    *dict = NULL;
+    if (*tuple == NULL) return -1;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(*tuple, i, args[i]);
+    }
+    if (nkw) {
+        *dict = PyDict_New();
+        if (*dict == NULL) return -1;
+        for (Py_ssize_t i = 0; i < nkw; i++)
+            if (PyDict_SetItem(*dict, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) return -1;
+    }
+    return 0;
+}
+
+static PyObject *EMPTY_DICT;  /* packed as the kwargs of a call without keyword arguments; never exposed */
+
+static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Route *r = self->route;
+    PyObject *tuple = NULL, *dict = NULL, *body = NULL, *reply = NULL, *result = NULL;
+    Channel *ch = r->ch;
+    if (!r->armed || r->tid != PyThread_get_thread_ident() || r->forks != forks || !ch->m.has_view ||
+        ch->close_requested || ch->busy || !r->svc->m.has_view || self->packing)
+        goto fallback;
+    Py_ssize_t limit = ch->m.view.len - L.data_offset;
+    if (r->limit < limit) limit = r->limit;
+    char *dst = (char *)ch->m.view.buf + L.data_offset;
+    Py_ssize_t plen = PyBytes_GET_SIZE(self->prefix), size;
+    if (self->raw) {
+        if (nargs != 1 || (kwnames && PyTuple_GET_SIZE(kwnames)) || !PyBytes_CheckExact(args[0])) goto fallback;
+        size = plen + PyBytes_GET_SIZE(args[0]);
+        if (size > limit) goto fallback;
+        memcpy(dst, PyBytes_AS_STRING(self->prefix), plen);
+        memcpy(dst + plen, PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]));
+    } else {
+        if (call_arguments(args, nargs, kwnames, &tuple, &dict) < 0) goto error;
+        PyObject *pair = PyTuple_Pack(2, tuple, dict ? dict : EMPTY_DICT);
+        if (pair == NULL) goto error;
+        self->packing = 1;
+        body = PyObject_CallOneArg(self->pack, pair);
+        self->packing = 0;
+        Py_DECREF(pair);
+        if (body == NULL) {
+            if (!(PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError) ||
+                  PyErr_ExceptionMatches(PyExc_OverflowError)))
+                goto error;
+            PyErr_Clear();  /* arrays, sets, numpy scalars: the serialiser's general path */
+            goto fallback;
+        }
+        if (!PyBytes_CheckExact(body) || PyBytes_GET_SIZE(body) > 0xFFFFFFFFLL) goto fallback;
+        Py_ssize_t blen = PyBytes_GET_SIZE(body);
+        size = plen + 8 + blen;
+        /* the checks above ran Python code (pack): look at the route again */
+        if (size > limit || !r->armed || r->ch != ch || !ch->m.has_view || ch->close_requested || ch->busy ||
+            !r->svc->m.has_view)
+            goto fallback;
+        unsigned char head[8] = {(unsigned char)(blen & 0xFF), (unsigned char)(blen >> 8 & 0xFF),
+                                 (unsigned char)(blen >> 16 & 0xFF), (unsigned char)(blen >> 24 & 0xFF), 0, 0, 0, 0};
+        memcpy(dst, PyBytes_AS_STRING(self->prefix), plen);
+        memcpy(dst + plen, head, 8);
+        memcpy(dst + plen + 8, PyBytes_AS_STRING(body), blen);
+        Py_CLEAR(body);
+    }
+    if (LOAD(&r->svc->q[L.h_shutdown])) goto fallback;  /* stopped: Python follows it */
+    Service *svc = r->svc;
+    PyObject *channel = r->channel;
+    Py_INCREF(ch);
+    Py_INCREF(svc);
+    Py_INCREF(channel);  /* the route may be re-armed or disarmed by another thread meanwhile */
+    u64 seq = ++r->seq;
+    ch->busy = 1;
+    reply = send_wait(ch, svc, r->slot, seq, size, (double)L.poll_ns / 1e9);
+    if (reply != NULL) {
+        result = decode_usual(reply, self->decoder);
+        if (result == NULL && !PyErr_Occurred()) {
+            if (PyMemoryView_Check(reply)) {  /* an error reply, or a shape Python decodes */
+                result = PyObject_CallOneArg(self->decode, reply);  /* raises the remote error */
+                PyObject *exc_type, *exc_value, *exc_tb;
+                PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+                PyObject *released = PyObject_CallMethod(reply, "release", NULL);
+                if (released == NULL) {  /* a view of the result still exported: cannot happen */
+                    Py_CLEAR(result);
+                    Py_XDECREF(exc_type);
+                    Py_XDECREF(exc_value);
+                    Py_XDECREF(exc_tb);
+                } else {
+                    Py_DECREF(released);
+                    PyErr_Restore(exc_type, exc_value, exc_tb);
+                }
+            } else if ((tuple != NULL || call_arguments(args, nargs, kwnames, &tuple, &dict) == 0)) {
+                /* not replied within the first poll, or an overflow reply */
+                PyObject *seq_obj = PyLong_FromUnsignedLongLong(seq);
+                if (seq_obj != NULL)
+                    result = PyObject_CallFunctionObjArgs(self->resume, channel, reply, seq_obj, tuple,
+                                                          dict ? dict : Py_None, NULL);
+                Py_XDECREF(seq_obj);
+            }
+        }
+    }
+    ch->busy = 0;
+    if (ch->close_requested) {  /* asked from another thread while we were inside the call */
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        PyObject *closed = PyObject_CallMethod(channel, "close", NULL);
+        Py_XDECREF(closed);
+        if (closed == NULL) PyErr_Clear();
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    Py_DECREF(ch);
+    Py_DECREF(svc);
+    Py_DECREF(channel);
+    Py_XDECREF(reply);
+    Py_XDECREF(tuple);
+    Py_XDECREF(dict);
+    return result;
+fallback:
+    Py_CLEAR(body);
+    if (tuple == NULL && call_arguments(args, nargs, kwnames, &tuple, &dict) < 0) goto error;
+    result = PyObject_CallFunctionObjArgs(self->fallback, tuple, dict ? dict : Py_None, NULL);
+    Py_DECREF(tuple);
+    Py_XDECREF(dict);
+    return result;
+error:
+    Py_XDECREF(body);
+    Py_XDECREF(tuple);
+    Py_XDECREF(dict);
+    return NULL;
+}
+
+static int Caller_init(Caller *self, PyObject *args, PyObject *kw) {
+    Route *route;
+    PyObject *prefix, *pack, *decoder, *decode, *fallback, *resume, *factory, *label;
+    int raw;
+    if (!PyArg_ParseTuple(args, "O!O!pOOOOOOU", &RouteType, &route, &PyBytes_Type, &prefix, &raw, &pack,
+                          &decoder, &decode, &fallback, &resume, &factory, &label))
+        return -1;
+    Caller_clear(self);
+    Py_INCREF(route);
+    self->route = route;
+    Py_INCREF(prefix);
+    self->prefix = prefix;
+    self->raw = raw;
+    self->pack = Py_NewRef(pack);
+    self->decoder = Py_NewRef(decoder);
+    self->decode = Py_NewRef(decode);
+    self->fallback = Py_NewRef(fallback);
+    self->resume = Py_NewRef(resume);
+    self->with_timeout_factory = Py_NewRef(factory);
+    self->label = Py_NewRef(label);
+    self->vectorcall = (vectorcallfunc)Caller_vectorcall;
+    return 0;
+}
+
+static PyObject *Caller_with_timeout(Caller *self, PyObject *seconds) {
+    return PyObject_CallOneArg(self->with_timeout_factory, seconds);
+}
+
+static PyObject *Caller_repr(Caller *self) { return Py_NewRef(self->label); }
+
+static PyMethodDef Caller_methods[] = {
+    {"with_timeout", (PyCFunction)Caller_with_timeout, METH_O,
+     "The same method with a per-call timeout: client.fit.with_timeout(600)(x)."},
+    {NULL}};
+
+static PyTypeObject CallerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "speedysvc.shm._fastpath.Caller",
+    .tp_basicsize = sizeof(Caller),
+    .tp_dealloc = (destructor)Caller_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Caller(route, prefix, raw, pack, decoder, decode, fallback, resume, with_timeout, label):\n"
+              "one remote method of an SHMClient, called without a Python frame (see SHMClient.bound_method)",
+    .tp_vectorcall_offset = offsetof(Caller, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = (reprfunc)Caller_repr,
+    .tp_traverse = (traverseproc)Caller_traverse,
+    .tp_clear = (inquiry)Caller_clear,
+    .tp_methods = Caller_methods,
+    .tp_init = (initproc)Caller_init,
     .tp_new = PyType_GenericNew,
 };
 
@@ -571,7 +911,8 @@ typedef struct {
     PyObject *table;       /* Dispatcher.fast: name bytes -> (code, fn, serialiser, insecure, stats, copy) */
     PyObject *complete;    /* Dispatcher.complete(fast entry, start_ns, result, exc) -> reply parts */
     PyObject *unpack;      /* msgpack.unpackb with the serialiser's options */
-    PyObject *pack;        /* msgpack.packb with the serialiser's options */
+    PyObject *pack;        /* a msgpack Packer's pack, with the serialiser's options: this worker's own */
+    int packing;           /* inside pack(): a method called re-entrantly goes through Python */
     PyObject *last_name;   /* the method named by the previous call, and its table entry: */
     PyObject *last_entry;  /* a caller repeating a method costs no bytes object and no lookup */
     double bounds[256];    /* latency histogram: lower bounds (ns) of the buckets above the first */
@@ -1104,8 +1445,10 @@ static int serve_claimed(Worker *self, Channel *ch, Py_ssize_t n, PyObject **ove
         r = reply_bytes(self, ch, ok_head, 8, PyBytes_AS_STRING(result), PyBytes_GET_SIZE(result));
         if (r == -1) *overflow = Py_BuildValue("[y#O]", ok_head, (Py_ssize_t)8, result);
         Py_DECREF(result);
-    } else if (result != NULL && !raw) {
+    } else if (result != NULL && !raw && !self->packing) {
+        self->packing = 1;
         PyObject *body = PyObject_CallOneArg(self->pack, result);
+        self->packing = 0;
         if (body == NULL || !PyBytes_CheckExact(body) || PyBytes_GET_SIZE(body) > 0xFFFFFFFFLL) {
             /* arrays, sets, numpy scalars...: the serialiser's general path */
             PyErr_Clear();
@@ -1220,10 +1563,12 @@ static struct PyModuleDef moduledef = {
     module_methods};
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
-    if (PyType_Ready(&ServiceType) < 0 || PyType_Ready(&ChannelType) < 0 || PyType_Ready(&WorkerType) < 0)
+    if (PyType_Ready(&ServiceType) < 0 || PyType_Ready(&ChannelType) < 0 || PyType_Ready(&WorkerType) < 0 ||
+        PyType_Ready(&RouteType) < 0 || PyType_Ready(&CallerType) < 0)
         return NULL;
     ONE = PyLong_FromLong(1);
-    if (ONE == NULL) return NULL;
+    EMPTY_DICT = PyDict_New();
+    if (ONE == NULL || EMPTY_DICT == NULL || pthread_atfork(NULL, NULL, after_fork_child) != 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;
     Py_INCREF(&ServiceType);
@@ -1232,6 +1577,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyModule_AddObject(m, "Service", (PyObject *)&ServiceType) < 0 ||
         PyModule_AddObject(m, "Channel", (PyObject *)&ChannelType) < 0 ||
         PyModule_AddObject(m, "Worker", (PyObject *)&WorkerType) < 0 ||
+        PyModule_AddObjectRef(m, "Route", (PyObject *)&RouteType) < 0 ||
+        PyModule_AddObjectRef(m, "Caller", (PyObject *)&CallerType) < 0 ||
         PyModule_AddIntConstant(m, "ABI", 1) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -318,9 +318,16 @@ class ClientChannel:
             size = serialisers.parts_size(parts) if size is None else size
             self._new_segment(max(self.want_capacity, 2 * _align(size) + 4096))
             return self._call(service, parts, size, decode, timeout, unavailable_after)
+        return self.resume(code, self.seq, service, decode, timeout, unavailable_after)
+
+    def resume(self, code: int, seq: int, service: ServiceSegment, decode: Decode, timeout: Optional[float],
+               unavailable_after: float) -> Any:
+        """Finish a call the compiled path sent as `seq` and left with `code`: 0, not replied
+        within the first poll (wait, checking on the worker and the deadline), or -1, a reply
+        in an overflow segment. Also used by _fastpath's Callers (SHMClient.bound_method)."""
         reply: Any = code  # after the wait: the reply (a view of the channel), or -1 (overflow)
         if code == 0:
-            self._wait_fast(service, self.seq, timeout, unavailable_after)
+            self._wait_fast(service, seq, timeout, unavailable_after)
             reply = self.fast.reply()
         if reply == -1:
             return self._take_overflow(decode)
@@ -424,7 +431,10 @@ class ClientChannel:
     def request_close(self) -> None:
         """Close from any thread: a call in progress in the owning thread is ended first."""
         self.closing = True
-        if not self.busy:
+        fast = self.fast
+        if fast is not None:
+            fast.close_requested = 1  # a Caller inside a call closes it when the call ends
+        if not self.busy and not (fast is not None and fast.busy):
             self.close()
 
     def close(self) -> None:

@@ -87,7 +87,7 @@ def _configure() -> None:
         pending_word=ss.PENDING_WORD, pending_words=ss.PENDING_WORDS, slots_word=ss.SLOTS_WORD,
         slot_words=ss.SLOT_WORDS, slot_count=ss.SLOT_COUNT, pure_first=ss.PURE_FIRST_SLOT,
         workers_word=ss.WORKERS_OFFSET // 8, worker_words=ss.WORKER_WORDS, max_workers=ss.MAX_WORKERS,
-        h_spinner=ss.H_SPINNER, service_bytes=ss.TOTAL_BYTES,
+        h_spinner=ss.H_SPINNER, h_shutdown=ss.H_SHUTDOWN, service_bytes=ss.TOTAL_BYTES,
         w_pid=ss.W_PID, w_state=ss.W_STATE, w_heartbeat=ss.W_HEARTBEAT_NS, w_busy_since=ss.W_BUSY_SINCE_NS,
         w_calls=ss.W_CALLS, w_errors=ss.W_ERRORS, w_busy_ns=ss.W_BUSY_NS, w_client_pid=ss.W_CLIENT_PID,
         worker_idle=ss.IDLE, worker_busy=ss.BUSY,
@@ -95,7 +95,7 @@ def _configure() -> None:
         c_worker_pid=ch.C_WORKER_PID, c_client_pid=ch.C_CLIENT_PID, c_overflow=ch.C_OVERFLOW,
         c_resp_offset=ch.C_RESP_OFFSET, data_offset=ch.DATA_OFFSET, min_channel_bytes=ch.MIN_CHANNEL_BYTES,
         s_request=ch.REQUEST, s_claimed=ch.CLAIMED, s_reply=ch.REPLY,
-        spin_max_ns=ch.NATIVE_SPIN_NS))
+        spin_max_ns=ch.NATIVE_SPIN_NS, poll_ns=int(ch.POLL_S * 1e9)))
     _configured = True
 
 
@@ -107,6 +107,16 @@ def attach_service(seg: Any) -> Any:
     if not _configured:
         _configure()
     return _ext.Service(seg.seg.mmap, seg.queue_sem.name)
+
+
+def route() -> Any:
+    """A client's Route (see _fastpath.c): the steady state its Callers run on."""
+    return _ext.Route()
+
+
+def caller(*args: Any) -> Any:
+    """A remote method called without a Python frame: _fastpath.Caller(*args)."""
+    return _ext.Caller(*args)
 
 
 def channel(seg: Any, sem_name: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ from ..errors import MethodNotFound, ServiceUnavailable
 from ..provider import ProviderMethods
 from ..serialisers import Parts, Serialiser
 from ..subscription import Subscription
+from . import native
 from .channel import ClientChannel, Decode, SegmentReplaced
 from .events import ShmSubscription
 from .service_segment import H_SHUTDOWN, ServiceSegment
@@ -81,6 +83,8 @@ class SHMClient(ProviderMethods):
         self.description = self.segment.description()
         self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
         self._prepared: dict[str, Prepared] = {}
+        # what connect()'s method attributes (bound_method) share on the compiled path
+        self._route = native.route() if self.segment.fast is not None else None
         self.closed = False
 
     def _open_segment(self, wait: float) -> ServiceSegment:
@@ -193,6 +197,67 @@ class SHMClient(ProviderMethods):
         self._prepared[method] = prepared = (serialiser, prefix, decode, decoder)
         return prepared
 
+    def bound_method(self, method: str, timeout: Optional[float] = None) -> Any:
+        """`method` as a callable for connect()'s attributes: on the compiled path, for raw and
+        msgpack methods, a _fastpath.Caller, which makes a steady-state call without a Python
+        frame (and hands everything else to call(), or to _resume() once the call was sent);
+        None otherwise (the caller uses a MethodProxy)."""
+        if self._route is None:
+            return None
+        serialiser, prefix, decode, decoder = self._prepared.get(method) or self._prepare(method)
+        if decoder is None:
+            return None
+        raw = decoder is bytes
+        pack = None if raw else serialisers.plain_packer()
+        return native.caller(self._route, prefix, raw, pack, decoder, decode,
+                             partial(self._call_and_arm, method, timeout),
+                             partial(self._resume, method, timeout),
+                             partial(self.bound_method, method),
+                             f"<remote method {method} of {self.service_name!r}>")
+
+    def _call_and_arm(self, method: str, timeout: Optional[float], args: tuple[Any, ...],
+                      kwargs: Optional[dict[str, Any]]) -> Any:
+        """A Caller's call that needs Python (the first, an unusual argument, a changed state):
+        made by call(); then the route is armed for the thread's next calls."""
+        try:
+            return self.call(method, args, kwargs, timeout)
+        finally:
+            self._arm()
+
+    def _resume(self, method: str, timeout: Optional[float], channel: ClientChannel, code: int, seq: int,
+                args: tuple[Any, ...], kwargs: Optional[dict[str, Any]]) -> Any:
+        """A Caller sent the call as `seq` and got `code` (see ClientChannel.resume): finish it
+        as call() would."""
+        service = channel.service
+        assert service is not None  # the route was armed with the channel's service
+        try:
+            return channel.resume(code, seq, service, self._prepared[method][2],
+                                  self.timeout if timeout is None else timeout, self.unavailable_after)
+        except SegmentReplaced:
+            # as in _send: never taken by a worker, so sending it to the new segment runs it once
+            self._follow(service)
+            if channel.swept():
+                channel.close()
+            return self.call(method, args, kwargs, timeout)
+        finally:
+            self._arm()
+
+    def _arm(self) -> None:
+        """Arm the route with the calling thread's channel when it is in the steady state the
+        Callers handle by themselves, else disarm it (see _fastpath.c, Route)."""
+        route = self._route
+        if route is None:
+            return
+        holder: Optional[_ThreadChannel] = getattr(self._local, "holder", None)
+        channel = holder.channel if holder is not None else None
+        seg = self.segment
+        if (channel is not None and not self.closed and _forks[0] == self._fork and channel.fast is not None
+                and channel.service is seg and seg.fast is not None and not channel.closing
+                and channel.want_capacity <= channel.capacity):
+            route.arm(channel.fast, channel, seg.fast, channel.slot, channel.request_limit)
+        else:
+            route.disarm()
+
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
         """Forward an already-encoded request; returns the encoded reply (used by the TCP gateway)."""
         reply: bytes = self._send([request], len(request), bytes, timeout)
@@ -230,6 +295,8 @@ class SHMClient(ProviderMethods):
         if self.closed:
             return
         self.closed = True
+        if self._route is not None:
+            self._route.disarm()
         busy = False
         if os.getpid() == self._pid:
             with self._lock:

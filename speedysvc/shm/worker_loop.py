@@ -115,7 +115,7 @@ class ShmWorker:
         w = native.ext().Worker(seg.fast, slot)
         dispatcher = self.dispatcher
         w.set_dispatch(dispatcher.fast, dispatcher.complete, serialisers.UNPACK_PLAIN,
-                       serialisers.PACK_PLAIN, tuple(LOWER_NS), MIN_BUCKET, dispatch.RAW_CODE,
+                       serialisers.plain_packer(), tuple(LOWER_NS), MIN_BUCKET, dispatch.RAW_CODE,
                        dispatch.MSGPACK_CODE, seg.worker_word_index(slot, ss.W_STOP), ss.H_SHUTDOWN)
         seg.set_worker_word(slot, ss.W_PID, self.pid)
         seg.set_worker_word(slot, ss.W_WORKER_ID, self.worker_id)
