@@ -157,7 +157,7 @@ class ServicePool(SupervisedPool):
                                       self.tcp if self.tcp is not None else tcp_settings(self.config))
         try:
             self.pool.open()  # reserves the TCP port the workers will share
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # a taken port; a service already running in the scope
             self.pool.close()
             self.pool = None
             self.status = FAILED

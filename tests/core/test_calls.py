@@ -132,8 +132,11 @@ def check_timeouts(address, release):
         assert c.sleep.with_timeout(5)(0.5) == 0.5  # per-call override of the default
         assert c.echo("after timeout") == "after timeout!"  # the late reply is not mistaken for this one
     with connect(Echo, address) as c:
-        with pytest.raises(CallTimeout):
-            c.call("sleep", [3], timeout=0.3)
+        try:
+            with pytest.raises(CallTimeout):
+                c.call("block_until", [release + ".2", 60], timeout=0.3)
+        finally:
+            open(release + ".2", "w").close()  # the abandoned call ends: stop need not wait for it
 
 
 def test_service_not_running_gives_service_unavailable_after_bounded_wait(scope):
@@ -280,7 +283,7 @@ def test_serve_without_a_with_block(scope):
     assert naming.list_objects(scope) == []
 
 
-def test_a_second_pool_cannot_take_over_a_running_service(scope):
+def test_a_second_pool_cannot_take_over_a_running_service(scope, caplog):
     import subprocess
     import sys
     # the first owner is another process (an owner in this process could be a restart)
@@ -293,6 +296,9 @@ def test_a_second_pool_cannot_take_over_a_running_service(scope):
         assert owner.stdout.readline().strip() == "up"
         with pytest.raises(RuntimeError, match="already running"):
             serve(Echo, scope=scope)
+        # refused at start: its monitor never ticked a pool without a segment, nor waited out a stop
+        assert "supervising echo failed" not in caplog.text
+        assert "did not stop in time" not in caplog.text
         with connect(Echo, f"shm://{scope}") as c:  # the first one is untouched
             assert c.echo("still mine") == "still mine!"
     finally:

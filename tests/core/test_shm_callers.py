@@ -37,14 +37,17 @@ def test_raw_and_msgpack_attributes_are_compiled_callers_on_the_compiled_path(sc
             assert c.provider._route.armed()
 
 
-def test_with_timeout_gives_a_caller_whose_calls_time_out(scope):
-    with serve(Echo, workers=1, scope=scope, options={"worker_hang_timeout": 0}) as svc, \
-            connect(Echo, svc.shm_address) as c:
-        quick = c.sleep.with_timeout(0.3)
-        assert "sleep" in repr(quick)
-        with pytest.raises(CallTimeout, match="timed out after 0.3s"):
-            quick(5)
-        # the timed-out call's worker finishes it; the next call gets its own reply, not that one
+def test_with_timeout_gives_a_caller_whose_calls_time_out(scope, tmp_path):
+    release = str(tmp_path / "release")
+    with serve(Echo, workers=1, scope=scope) as svc, connect(Echo, svc.shm_address) as c:
+        quick = c.block_until.with_timeout(0.3)
+        assert "block_until" in repr(quick)
+        try:
+            with pytest.raises(CallTimeout, match="timed out after 0.3s"):
+                quick(release, 60)
+        finally:
+            open(release, "w").close()  # the worker finishes the abandoned call
+        # the next call gets its own reply, not the late one of the call that timed out
         assert c.echo.with_timeout(30)("after") == "after!"
 
 

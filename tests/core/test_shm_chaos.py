@@ -3,7 +3,7 @@ supervisor is to its services) are killed with SIGKILL at random while callers k
 
 Afterwards every call has either its result or a specific error, no call ran twice, no caller
 hung past its timeout, and nothing is left in /dev/shm or alive. Selected with `-m chaos`
-(part of CI: the core suite runs every test); about 25 s.
+(part of CI: the core suite runs every test); about 20 s.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from speedysvc import naming
 from waiting import wait_until
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHAOS_S = 15.0
+CHAOS_S = 10.0
 CALL_TIMEOUT_S = 5.0
 CALLERS = 3
 SPECIFIC_ERRORS = {"WorkerDied", "CallTimeout", "ServiceUnavailable"}

@@ -11,7 +11,8 @@ from support_services import ArrayViews, Echo
 from waiting import wait_until
 
 
-def test_closing_a_client_from_another_thread_ends_its_call_in_progress(scope):
+def test_closing_a_client_from_another_thread_ends_its_call_in_progress(scope, tmp_path):
+    release = str(tmp_path / "release")
     with serve(Echo, workers=1, scope=scope) as svc:
         c = connect(Echo, svc.shm_address)
         assert c.echo("warm") == "warm!"
@@ -19,15 +20,18 @@ def test_closing_a_client_from_another_thread_ends_its_call_in_progress(scope):
 
         def slow():
             try:
-                outcome["result"] = c.sleep(30)
+                outcome["result"] = c.block_until(release, 60)
             except ServiceUnavailable as exc:
                 outcome["error"] = exc
         t = threading.Thread(target=slow)
         t.start()
-        wait_until(lambda: any(w["state"] == "busy" for w in c.provider.segment.workers()),
-                   message="the call to run")
-        c.close()
-        t.join(10)
+        try:
+            wait_until(lambda: any(w["state"] == "busy" for w in c.provider.segment.workers()),
+                       message="the call to run")
+            c.close()
+            t.join(10)
+        finally:
+            open(release, "w").close()  # the worker finishes the abandoned call; stop is prompt
         assert not t.is_alive(), "the call outlived the client's close"
         assert "closed during the call" in str(outcome.get("error")), outcome
     wait_until(lambda: not naming.list_objects(scope), message="every object of the scope to go")

@@ -6,7 +6,7 @@ twice (the service writes each call down before answering); no call waited past 
 callers recover after every kind of kill (including the supervisor's); nothing is left in
 /dev/shm and no process outlives the test.
 
-Select with `-m chaos`; it runs in CI within its cap (SPEEDYSVC_CHAOS_SECONDS, default 40).
+Select with `-m chaos`; it runs in CI within its cap (SPEEDYSVC_CHAOS_SECONDS, default 25).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import pytest
 from speedysvc import naming
 from supervisor_harness import HERE, REPO, wait_until, wait_until_dead
 
-CHAOS_SECONDS = float(os.environ.get("SPEEDYSVC_CHAOS_SECONDS", "40"))
+CHAOS_SECONDS = float(os.environ.get("SPEEDYSVC_CHAOS_SECONDS", "25"))
 CALL_TIMEOUT = 5.0
 SPECIFIC_ERRORS = {"WorkerDied", "CallTimeout", "ServiceUnavailable"}
 LEDGER_PORT = 17314
