@@ -26,6 +26,8 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -1553,8 +1555,164 @@ static PyTypeObject WorkerType = {
 };
 
 /* ---- module ------------------------------------------------------------------------------ */
+/* ---- relay: one TCP call of the front's steady state (speedysvc/tcp/gateway.py) ----------
+ *
+ * The TCP front reads a frame, forwards the request, still encoded, into the service's queue
+ * and writes the reply back as a frame. relay() does that whole round for a plain call --
+ * one recv that holds exactly one uncompressed CALL frame, a request that fits the channel, an
+ * encoder the network may use, not the front's own DESCRIBE -- with the GIL released while it
+ * waits on the socket and on the worker. Anything else goes back to Python untouched: the
+ * bytes received (for the FrameReader, which checks and words every problem), or a sent call
+ * that needs Python to finish it (see TCPGateway._relay). */
+#define FRAME_HEADER 18
+#define FRAME_CALL 4
+#define FRAME_REPLY 5
+#define RELAY_UNARMED (-10)
+
+static inline u64 le64(const unsigned char *p) { return (u64)le32(p) | (u64)le32(p + 4) << 32; }
+
+/* write the whole of `iov` (blocking socket; SO_SNDTIMEO bounds it): 0, or errno */
+static int send_all(int fd, struct iovec *iov, int n) {
+    while (n > 0) {
+        struct msghdr msg = {0};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = n;
+        ssize_t sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        while (n > 0 && (size_t)sent >= iov->iov_len) {
+            sent -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + sent;
+            iov->iov_len -= sent;
+        }
+    }
+    return 0;
+}
+
+static PyObject *relay(PyObject *mod, PyObject *args) {
+    Route *r;
+    PyObject *conn, *buf_obj, *lock, *describe;
+    int fd;
+    Py_ssize_t max_frame;
+    unsigned long long refused;
+    if (!PyArg_ParseTuple(args, "O!OiOnKOO!", &RouteType, &r, &conn, &fd, &buf_obj, &max_frame, &refused, &lock,
+                          &PyBytes_Type, &describe))
+        return NULL;
+    Channel *ch = r->ch;
+    if (!r->armed || r->tid != PyThread_get_thread_ident() || r->forks != forks || !ch->m.has_view ||
+        ch->close_requested || ch->busy || !r->svc->m.has_view || LOAD(&r->svc->q[L.h_shutdown]))
+        return PyLong_FromLong(RELAY_UNARMED);
+    Py_buffer b;
+    if (PyObject_GetBuffer(buf_obj, &b, PyBUF_WRITABLE) < 0) return NULL;
+    ssize_t n;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    n = recv(fd, b.buf, (size_t)b.len, 0);
+    if (n < 0) err = errno;
+    Py_END_ALLOW_THREADS
+    if (n <= 0) {
+        PyBuffer_Release(&b);
+        if (n == 0) return PyLong_FromLong(0);                       /* closed */
+        if (err == EAGAIN || err == EWOULDBLOCK) return PyLong_FromLong(-1);  /* SO_RCVTIMEO */
+        if (err == EINTR) return PyErr_CheckSignals() < 0 ? NULL : PyLong_FromLong(-2);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    unsigned char *p = (unsigned char *)b.buf;
+    u64 length = n >= FRAME_HEADER ? le64(p + 10) : 0;
+    Py_ssize_t limit = ch->m.view.len - L.data_offset;
+    if (r->limit < limit) limit = r->limit;
+    /* exactly one plain CALL frame, whole */
+    if (n < FRAME_HEADER + 4 || p[0] != 'S' || p[1] != 'V' || p[2] != 1 || p[3] != FRAME_CALL || p[4] != 0 ||
+        p[5] != 0 || length != (u64)(n - FRAME_HEADER) || length > (u64)max_frame || (Py_ssize_t)length > limit)
+        goto to_python;
+    unsigned char *req = p + FRAME_HEADER;
+    Py_ssize_t name_len = (Py_ssize_t)req[2] | (Py_ssize_t)req[3] << 8;
+    if (4 + name_len > (Py_ssize_t)length || (req[0] < 64 && (refused >> req[0] & 1)) ||
+        (name_len == PyBytes_GET_SIZE(describe) && memcmp(req + 4, PyBytes_AS_STRING(describe), name_len) == 0))
+        goto to_python;
+    uint32_t request_id = le32(p + 6);
+    req[1] |= 1;  /* dispatch.FLAG_NETWORK: the worker refuses what the network may not use */
+    memcpy((char *)ch->m.view.buf + L.data_offset, req, (size_t)length);
+    PyBuffer_Release(&b);
+    if (PyObject_SetAttrString(conn, "busy", Py_True) < 0) return NULL;  /* a drain waits for it */
+    Service *svc = r->svc;
+    PyObject *channel = r->channel;
+    Py_INCREF(ch);
+    Py_INCREF(svc);
+    Py_INCREF(channel);
+    u64 seq = ++r->seq;
+    ch->busy = 1;
+    PyObject *reply = send_wait(ch, svc, r->slot, seq, (Py_ssize_t)length, (double)L.poll_ns / 1e9);
+    ch->busy = 0;
+    PyObject *result = NULL;
+    if (reply != NULL && PyMemoryView_Check(reply)) {
+        Py_buffer *v = PyMemoryView_GET_BUFFER(reply);
+        PyObject *got = PyObject_CallMethod(lock, "acquire", "O", Py_False);
+        if (got == Py_True) {  /* nobody else writes to the socket (a GOAWAY) meanwhile */
+            unsigned char head[FRAME_HEADER] = {'S', 'V', 1, FRAME_REPLY, 0, 0};
+            for (int i = 0; i < 4; i++) head[6 + i] = (unsigned char)(request_id >> (8 * i));
+            for (int i = 0; i < 8; i++) head[10 + i] = (unsigned char)((u64)v->len >> (8 * i));
+            struct iovec iov[2] = {{head, FRAME_HEADER}, {v->buf, (size_t)v->len}};
+            Py_BEGIN_ALLOW_THREADS
+            err = send_all(fd, iov, 2);
+            Py_END_ALLOW_THREADS
+            PyObject *released = PyObject_CallMethod(lock, "release", NULL);
+            Py_XDECREF(released);
+            if (released == NULL) {
+                result = NULL;
+            } else if (err) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+            } else {
+                result = Py_NewRef(Py_None);
+            }
+        } else if (got != NULL) {  /* the lock is taken: Python sends it under the lock */
+            PyObject *copy = PyBytes_FromStringAndSize(v->buf, v->len);
+            result = copy ? Py_BuildValue("(NI)", copy, (unsigned int)request_id) : NULL;
+        }
+        Py_XDECREF(got);
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        PyObject *done = PyObject_CallMethod(reply, "release", NULL);
+        Py_XDECREF(done);
+        PyErr_Clear();
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    } else if (reply != NULL) {  /* not replied within the first poll, or an overflow reply */
+        result = Py_BuildValue("(OKIK)", reply, (unsigned long long)seq, (unsigned int)request_id,
+                               (unsigned long long)length);
+    }
+    if (ch->close_requested) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        PyObject *closed = PyObject_CallMethod(channel, "close", NULL);
+        Py_XDECREF(closed);
+        PyErr_Clear();
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    Py_XDECREF(reply);
+    Py_DECREF(ch);
+    Py_DECREF(svc);
+    Py_DECREF(channel);
+    return result;
+to_python:
+    PyBuffer_Release(&b);
+    return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)configure, METH_O, "configure(layout: dict): the layout constants"},
+    {"relay", (PyCFunction)relay, METH_VARARGS,
+     "relay(route, conn, fd, buf, max_frame, refused_codes, send_lock, describe) -> None (one call served),\n"
+     "n > 0 (bytes received into buf, for the FrameReader), 0 closed, -1 timed out, -2 interrupted,\n"
+     "-10 (route not armed: nothing read), (reply, request_id) to send under the lock, or\n"
+     "(code, seq, request_id, length) for Python to finish"},
     {NULL}};
 
 static struct PyModuleDef moduledef = {

@@ -243,11 +243,13 @@ class SHMClient(ProviderMethods):
             self._arm()
 
     def _arm(self) -> None:
-        """Arm the route with the calling thread's channel when it is in the steady state the
-        Callers handle by themselves, else disarm it (see _fastpath.c, Route)."""
-        route = self._route
-        if route is None:
-            return
+        if self._route is not None:
+            self.arm_route(self._route)
+
+    def arm_route(self, route: Any) -> bool:
+        """Arm `route` with the calling thread's channel when it is in the steady state the
+        compiled path handles by itself (Callers, the TCP front's relay), else disarm it (see
+        _fastpath.c, Route). True when armed."""
         holder: Optional[_ThreadChannel] = getattr(self._local, "holder", None)
         channel = holder.channel if holder is not None else None
         seg = self.segment
@@ -255,8 +257,25 @@ class SHMClient(ProviderMethods):
                 and channel.service is seg and seg.fast is not None and not channel.closing
                 and channel.want_capacity <= channel.capacity):
             route.arm(channel.fast, channel, seg.fast, channel.slot, channel.request_limit)
-        else:
-            route.disarm()
+            return True
+        route.disarm()
+        return False
+
+    def resume_raw(self, code: int, seq: int, request: memoryview) -> bytes:
+        """Finish a call the TCP front's relay sent as `seq` from this thread's channel (see
+        ClientChannel.resume); the encoded reply. `request` is sent again on the new segment
+        when the old one was replaced before any worker took the call."""
+        channel = self.thread_channel()
+        service = channel.service
+        assert service is not None  # the route was armed with the channel's service
+        try:
+            reply: bytes = channel.resume(code, seq, service, bytes, self.timeout, self.unavailable_after)
+        except SegmentReplaced:
+            self._follow(service)
+            if channel.swept():
+                channel.close()
+            return self.call_raw(request)
+        return reply
 
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
         """Forward an already-encoded request; returns the encoded reply (used by the TCP gateway)."""

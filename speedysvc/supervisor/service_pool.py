@@ -101,7 +101,7 @@ class ServicePool(SupervisedPool):
         self.restarts = 0
         self.boot_failures = 0   # workers in a row that exited before they became ready
         self.last_error: Optional[str] = None
-        self.start_failure: Optional[OSError] = None  # why the last start could not open the pool
+        self.start_failure: Optional[Exception] = None  # why the last start could not open the pool
         self.last_traceback: Optional[str] = None  # of the last crash, shown in status
         self.retry_at: Optional[float] = None      # a crash loop's automatic start (monotonic)
         self._kill_after: dict[int, float] = {}     # hung workers dumping their stacks first

@@ -324,9 +324,14 @@ class TCPServer:
             # until its first complete frame, a connection gets header_timeout, not idle_timeout
             reader.set_wait_timeout(lim.header_timeout)
             self._handshake(conn, reader)
+            relay = self.tls is None  # a plain socket may be served by the relay hook
             while not self._stopping.is_set():
                 try:
-                    kind, codec, flags, request_id, body = reader.read_frame()
+                    if (relay and conn.established and not conn.draining and not conn.subscribed
+                            and reader.end == reader.start and self._relay(conn, reader)):
+                        kind = None  # a whole call was served by _relay
+                    else:
+                        kind, codec, flags, request_id, body = reader.read_frame()
                 except (socket.timeout, TimeoutError):
                     if not conn.established or conn.draining or reader.in_frame:
                         raise  # silent from the start, already told, or stalled mid-frame
@@ -340,7 +345,8 @@ class TCPServer:
                     conn.established = True
                 conn.busy = True
                 try:
-                    self._answer(conn, kind, codec, flags, request_id, body, subscription)
+                    if kind is not None:
+                        self._answer(conn, kind, codec, flags, request_id, body, subscription)
                 finally:
                     conn.busy = False
                     conn.last_active = time.monotonic()
@@ -412,6 +418,12 @@ class TCPServer:
     def _connection_closed(self) -> None:
         """Hook: a connection's thread is about to end."""
 
+    def _relay(self, conn: _Connection, reader: frames.FrameReader) -> bool:
+        """Hook: serve the connection's next call by other means than read_frame() and
+        _answer(); True when one was served. May leave received bytes in `reader` and return
+        False; raises socket.timeout or ConnectionError as read_frame() would."""
+        return False
+
     def _handshake(self, conn: _Connection, reader: frames.FrameReader) -> None:
         sock = conn.sock
         nonce = _secrets.token_bytes(32)
@@ -444,7 +456,7 @@ class TCPServer:
             body[1] |= dispatch.FLAG_NETWORK
             return self.run_call(request)
         except (SpeedysvcError, ConnectionError) as exc:
-            return b"".join(bytes(p) for p in dispatch.Dispatcher.error_reply(exc))
+            return error_reply(exc)
 
     def _start_forwarding(self, conn: _Connection) -> threading.Event:
         stop = threading.Event()
@@ -481,6 +493,11 @@ class TCPServer:
                               serialisers.CONTROL.encode(remote_errors.error_dict(type(exc), str(exc))))
         except OSError:
             pass
+
+
+def error_reply(exc: Exception) -> bytes:
+    """The encoded reply a TCP caller gets for a call that failed in the front or the pool."""
+    return b"".join(bytes(p) for p in dispatch.Dispatcher.error_reply(exc))
 
 
 def _keepalive(sock: socket.socket) -> None:

@@ -166,6 +166,46 @@ def test_undecodable_call_body_gets_an_error_reply_not_a_crash(secured):
     sock.close()
 
 
+def echo_request(text: str) -> bytes:
+    from speedysvc import dispatch, serialisers
+    msgpack = serialisers.SERIALISERS["msgpack"]
+    return b"".join([*dispatch.encode_request("echo", msgpack.code, []), *msgpack.encode_call((text,), {})])
+
+
+def read_echo(sock: socket.socket) -> tuple[int, str]:
+    from speedysvc import dispatch, serialisers
+    kind, _, _, rid, reply = frames.read_frame(sock, 1 << 20)
+    assert kind == frames.REPLY
+    return rid, dispatch.decode_reply(memoryview(reply), serialisers.SERIALISERS["msgpack"])
+
+
+def test_pipelined_split_and_plain_frames_are_answered_in_order(secured):
+    """The front serves a plain frame whole in C and hands everything else, as received, to
+    the Python frame reader: several frames in one packet, a frame split over packets, a
+    DESCRIBE between calls. Each gets its own reply, in order, on the same connection."""
+    sock = raw_connect(secured)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(3):  # the steady state
+        frames.send_frame(sock, frames.CALL, 10 + i, [echo_request(f"plain {i}")])
+        assert read_echo(sock) == (10 + i, f"plain {i}!")
+    frame = frames.pack_header(frames.CALL, 20, len(echo_request("a"))) + echo_request("a")
+    two = frame + frames.pack_header(frames.CALL, 21, len(echo_request("b"))) + echo_request("b")
+    sock.sendall(two)  # two frames, one send
+    assert [read_echo(sock), read_echo(sock)] == [(20, "a!"), (21, "b!")]
+    split = frames.pack_header(frames.CALL, 22, len(echo_request("split"))) + echo_request("split")
+    sock.sendall(split[:7])  # a header in two pieces
+    sock.sendall(split[7:])
+    assert read_echo(sock) == (22, "split!")
+    from speedysvc import dispatch, serialisers
+    frames.send_frame(sock, frames.CALL, 23, dispatch.encode_request(dispatch.DESCRIBE, serialisers.CONTROL.code, []))
+    kind, _, _, rid, reply = frames.read_frame(sock, 1 << 20)
+    assert kind == frames.REPLY and rid == 23
+    assert "echo" in dispatch.decode_reply(memoryview(reply), serialisers.CONTROL)["methods"]
+    frames.send_frame(sock, frames.CALL, 24, [echo_request("after")])
+    assert read_echo(sock) == (24, "after!")
+    sock.close()
+
+
 def test_wrong_secret_over_raw_socket_is_logged_and_closed(secured):
     sock = socket.create_connection(host_port(secured), timeout=5)
     frames.read_frame(sock, 1 << 20)
