@@ -1706,6 +1706,85 @@ to_python:
     return PyLong_FromSsize_t(n);
 }
 
+/* read_reply(fd, buf, request_id, decoder): the TCP client's read of its reply, for a
+ * connection whose FrameReader holds nothing (NetworkClient.call). Receives into `buf` (the
+ * reader's buffer); when that is exactly one uncompressed REPLY frame for `request_id`, with
+ * status OK and a body the decoder takes (see decode_usual), returns the result. Anything else
+ * raises NotDecoded(n): the n bytes received are in `buf` for the FrameReader to go on with (a
+ * GOAWAY, an error reply, a reply bigger than the buffer, ...). A timeout (SO_RCVTIMEO) raises
+ * TimeoutError, a closed connection ConnectionError. */
+static PyObject *read_reply(PyObject *mod, PyObject *args) {
+    int fd;
+    PyObject *buf_obj, *decoder;
+    unsigned int request_id;
+    if (!PyArg_ParseTuple(args, "iOIO", &fd, &buf_obj, &request_id, &decoder)) return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(buf_obj, &b, PyBUF_WRITABLE) < 0) return NULL;
+    unsigned char *p = (unsigned char *)b.buf;
+    Py_ssize_t have = 0, want = FRAME_HEADER;
+    int plain = 1;  /* still what the fast read handles */
+    while (have < want) {
+        ssize_t n;
+        int err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        n = recv(fd, p + have, (size_t)(b.len - have), 0);
+        if (n < 0) err = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0 && err == EINTR) {
+            if (PyErr_CheckSignals() < 0) goto fail;
+            continue;
+        }
+        if (n < 0) {
+            if (err == EAGAIN || err == EWOULDBLOCK) {
+                PyErr_SetString(PyExc_TimeoutError, "timed out");
+            } else {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            goto fail;
+        }
+        if (n == 0) {
+            PyErr_SetString(PyExc_ConnectionError, "connection closed");
+            goto fail;
+        }
+        have += n;
+        if (want == FRAME_HEADER && have >= FRAME_HEADER) {
+            u64 length = le64(p + 10);
+            if (p[0] != 'S' || p[1] != 'V' || p[2] != 1 || p[3] != FRAME_REPLY || p[4] != 0 ||
+                le32(p + 6) != request_id || length > (u64)(b.len - FRAME_HEADER)) {
+                plain = 0;
+                break;
+            }
+            want = FRAME_HEADER + (Py_ssize_t)length;
+        }
+    }
+    PyObject *result = NULL;
+    if (plain && have == want) {
+        PyObject *view = PyMemoryView_FromMemory((char *)p + FRAME_HEADER, want - FRAME_HEADER, PyBUF_READ);
+        if (view == NULL) goto fail;
+        result = decode_usual(view, decoder);
+        PyObject *released = PyObject_CallMethod(view, "release", NULL);
+        Py_XDECREF(released);
+        Py_DECREF(view);
+        if (released == NULL) {
+            Py_CLEAR(result);
+            goto fail;
+        }
+    }
+    PyBuffer_Release(&b);
+    if (result == NULL) {
+        PyObject *n = PyLong_FromSsize_t(have);
+        if (n != NULL) {
+            PyErr_SetObject(NotDecoded, n);
+            Py_DECREF(n);
+        }
+    }
+    return result;
+fail:
+    PyBuffer_Release(&b);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)configure, METH_O, "configure(layout: dict): the layout constants"},
     {"relay", (PyCFunction)relay, METH_VARARGS,
@@ -1713,6 +1792,9 @@ static PyMethodDef module_methods[] = {
      "n > 0 (bytes received into buf, for the FrameReader), 0 closed, -1 timed out, -2 interrupted,\n"
      "-10 (route not armed: nothing read), (reply, request_id) to send under the lock, or\n"
      "(code, seq, request_id, length) for Python to finish"},
+    {"read_reply", (PyCFunction)read_reply, METH_VARARGS,
+     "read_reply(fd, buf, request_id, decoder) -> the result of one plain REPLY frame, or raises\n"
+     "NotDecoded(n): n bytes received into buf for the FrameReader"},
     {NULL}};
 
 static struct PyModuleDef moduledef = {
