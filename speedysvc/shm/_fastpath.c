@@ -470,6 +470,58 @@ static PyObject *NotDecoded;  /* the exception call_decoded() raises for Python 
  * (msgpack's unpacker) is given the body of a msgpack reply without out-of-band buffers. Every
  * other outcome -- what call() returns as a code, an error reply, another shape, a body the
  * decoder refuses -- raises NotDecoded(call()'s result) for the Python path to finish. */
+/* msgpack's unpackb with the serialiser's options (serialisers.UNPACK_PLAIN, a functools.partial),
+ * called with its keywords through vectorcall: a partial with keywords builds a dict per call,
+ * which is about a third of unpacking a small body. */
+#define UNPACK_MAX_KW 8
+static struct {
+    PyObject *partial, *fn, *kwnames;
+    PyObject *values[UNPACK_MAX_KW];
+    Py_ssize_t nkw;
+} UP;
+
+static PyObject *set_unpack(PyObject *mod, PyObject *partial) {
+    PyObject *fn = PyObject_GetAttrString(partial, "func");
+    PyObject *args = fn ? PyObject_GetAttrString(partial, "args") : NULL;
+    PyObject *kw = args ? PyObject_GetAttrString(partial, "keywords") : NULL;
+    PyObject *names = NULL;
+    if (kw == NULL) goto done;
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) || !PyDict_Check(kw) || PyDict_GET_SIZE(kw) > UNPACK_MAX_KW) {
+        PyErr_SetString(PyExc_ValueError, "set_unpack() takes partial(fn, **at most 8 keywords)");
+        goto done;
+    }
+    names = PyTuple_New(PyDict_GET_SIZE(kw));
+    if (names == NULL) goto done;
+    for (Py_ssize_t i = 0; i < UP.nkw; i++) Py_CLEAR(UP.values[i]);
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(kw, &pos, &key, &value)) {
+        PyTuple_SET_ITEM(names, i, Py_NewRef(key));
+        UP.values[i++] = Py_NewRef(value);
+    }
+    UP.nkw = i;
+    Py_XSETREF(UP.kwnames, names);
+    Py_XSETREF(UP.fn, Py_NewRef(fn));
+    Py_XSETREF(UP.partial, Py_NewRef(partial));
+done:
+    Py_XDECREF(fn);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* decoder(body), through the vectorcall above when it is the registered partial */
+static inline PyObject *unpack_call(PyObject *decoder, PyObject *body) {
+    if (decoder == UP.partial && UP.fn != NULL) {
+        PyObject *argv[1 + UNPACK_MAX_KW];
+        argv[0] = body;
+        for (Py_ssize_t i = 0; i < UP.nkw; i++) argv[1 + i] = UP.values[i];
+        return PyObject_Vectorcall(UP.fn, argv, 1, UP.kwnames);
+    }
+    return PyObject_CallOneArg(decoder, body);
+}
+
 /* The result of a usual reply (see call_decoded), or NULL with no exception set. */
 static PyObject *decode_usual(PyObject *reply, PyObject *decoder) {
     if (!PyMemoryView_Check(reply)) return NULL;
@@ -484,7 +536,7 @@ static PyObject *decode_usual(PyObject *reply, PyObject *decoder) {
     }
     if (len < 16 || le32(buf + 12) != 0 || (Py_ssize_t)le32(buf + 8) > len - 16) return NULL;
     PyObject *body = PyMemoryView_FromMemory((char *)buf + 16, le32(buf + 8), PyBUF_READ);
-    PyObject *result = body ? PyObject_CallOneArg(decoder, body) : NULL;
+    PyObject *result = body ? unpack_call(decoder, body) : NULL;
     Py_XDECREF(body);
     if (result == NULL) PyErr_Clear();  /* Python decodes it again and words the error */
     return result;
@@ -1425,7 +1477,7 @@ static int serve_claimed(Worker *self, Channel *ch, Py_ssize_t n, PyObject **ove
             return 0;  /* out-of-band arrays, or not the usual shape: Python decodes it */
         }
         PyObject *view = PyMemoryView_FromMemory((char *)req + end + 8, le32(req + end), PyBUF_READ);
-        PyObject *call = view ? PyObject_CallOneArg(self->unpack, view) : NULL;
+        PyObject *call = view ? unpack_call(self->unpack, view) : NULL;
         Py_XDECREF(view);
         if (call == NULL || !PyList_CheckExact(call) || PyList_GET_SIZE(call) != 2 ||
             !PyList_CheckExact(PyList_GET_ITEM(call, 0)) || !PyDict_CheckExact(PyList_GET_ITEM(call, 1))) {
@@ -1787,6 +1839,8 @@ fail:
 
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)configure, METH_O, "configure(layout: dict): the layout constants"},
+    {"set_unpack", (PyCFunction)set_unpack, METH_O,
+     "set_unpack(partial): msgpack's unpack with its options, called through vectorcall when given as decoder"},
     {"relay", (PyCFunction)relay, METH_VARARGS,
      "relay(route, conn, fd, buf, max_frame, refused_codes, send_lock, describe) -> None (one call served),\n"
      "n > 0 (bytes received into buf, for the FrameReader), 0 closed, -1 timed out, -2 interrupted,\n"

@@ -81,8 +81,10 @@ _configured = False
 def _configure() -> None:
     """Hand the layout constants to the extension: one definition of layout 4, in Python."""
     global _configured
+    from .. import serialisers
     from . import channel as ch
     from . import service_segment as ss
+    _ext.set_unpack(serialisers.UNPACK_PLAIN)
     _ext.configure(dict(
         pending_word=ss.PENDING_WORD, pending_words=ss.PENDING_WORDS, slots_word=ss.SLOTS_WORD,
         slot_words=ss.SLOT_WORDS, slot_count=ss.SLOT_COUNT, pure_first=ss.PURE_FIRST_SLOT,
@@ -107,6 +109,15 @@ def attach_service(seg: Any) -> Any:
     if not _configured:
         _configure()
     return _ext.Service(seg.seg.mmap, seg.queue_sem.name)
+
+
+def reply_reader() -> Any:
+    """_fastpath.read_reply for the TCP client, or None on the pure path."""
+    if _ext is None or forced_pure():
+        return None
+    from .. import serialisers
+    _ext.set_unpack(serialisers.UNPACK_PLAIN)
+    return _ext.read_reply
 
 
 def route() -> Any:

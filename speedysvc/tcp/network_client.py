@@ -37,7 +37,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 # than this is not checked before the next call, saving a select() per call in a busy loop.
 GOODBYE_CHECK_IDLE_S = 0.05
 
-_read_reply = native.ext().read_reply if native.ext() is not None and not native.forced_pure() else None
+_read_reply = native.reply_reader()
 
 
 class _Connection:
