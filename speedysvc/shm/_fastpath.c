@@ -717,6 +717,27 @@ static PyTypeObject RouteType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* The route can carry a call of the calling thread now: what Python may have changed under it
+ * without disarming it (the channel or segment unmapped, a close asked for, a call already in
+ * progress on the channel, the service stopped, a fork, another thread). */
+static inline int route_ready(Route *r) {
+    Channel *ch = r->ch;
+    return r->armed && r->tid == PyThread_get_thread_ident() && r->forks == forks && ch->m.has_view &&
+           !ch->close_requested && !ch->busy && r->svc->m.has_view && !LOAD(&r->svc->q[L.h_shutdown]);
+}
+
+/* obj.method(), leaving the exception set before it (if any) as it was: 0, or -1 when the call
+ * failed (its own error is dropped) */
+static int call_keeping_error(PyObject *obj, const char *method) {
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *out = PyObject_CallMethod(obj, method, NULL);
+    Py_XDECREF(out);
+    if (out == NULL) PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return out == NULL ? -1 : 0;
+}
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
@@ -791,9 +812,7 @@ static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t n
     Route *r = self->route;
     PyObject *tuple = NULL, *dict = NULL, *body = NULL, *reply = NULL, *result = NULL;
     Channel *ch = r->ch;
-    if (!r->armed || r->tid != PyThread_get_thread_ident() || r->forks != forks || !ch->m.has_view ||
-        ch->close_requested || ch->busy || !r->svc->m.has_view || self->packing)
-        goto fallback;
+    if (!route_ready(r) || self->packing) goto fallback;
     Py_ssize_t limit = ch->m.view.len - L.data_offset;
     if (r->limit < limit) limit = r->limit;
     char *dst = (char *)ch->m.view.buf + L.data_offset;
@@ -822,10 +841,8 @@ static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t n
         if (!PyBytes_CheckExact(body) || PyBytes_GET_SIZE(body) > 0xFFFFFFFFLL) goto fallback;
         Py_ssize_t blen = PyBytes_GET_SIZE(body);
         size = plen + 8 + blen;
-        /* the checks above ran Python code (pack): look at the route again */
-        if (size > limit || !r->armed || r->ch != ch || !ch->m.has_view || ch->close_requested || ch->busy ||
-            !r->svc->m.has_view)
-            goto fallback;
+        /* pack ran Python code: look at the route again */
+        if (size > limit || !route_ready(r) || r->ch != ch) goto fallback;
         unsigned char head[8] = {(unsigned char)(blen & 0xFF), (unsigned char)(blen >> 8 & 0xFF),
                                  (unsigned char)(blen >> 16 & 0xFF), (unsigned char)(blen >> 24 & 0xFF), 0, 0, 0, 0};
         memcpy(dst, PyBytes_AS_STRING(self->prefix), plen);
@@ -833,7 +850,6 @@ static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t n
         memcpy(dst + plen + 8, PyBytes_AS_STRING(body), blen);
         Py_CLEAR(body);
     }
-    if (LOAD(&r->svc->q[L.h_shutdown])) goto fallback;  /* stopped: Python follows it */
     Service *svc = r->svc;
     PyObject *channel = r->channel;
     Py_INCREF(ch);
@@ -847,17 +863,9 @@ static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t n
         if (result == NULL && !PyErr_Occurred()) {
             if (PyMemoryView_Check(reply)) {  /* an error reply, or a shape Python decodes */
                 result = PyObject_CallOneArg(self->decode, reply);  /* raises the remote error */
-                PyObject *exc_type, *exc_value, *exc_tb;
-                PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-                PyObject *released = PyObject_CallMethod(reply, "release", NULL);
-                if (released == NULL) {  /* a view of the result still exported: cannot happen */
-                    Py_CLEAR(result);
-                    Py_XDECREF(exc_type);
-                    Py_XDECREF(exc_value);
-                    Py_XDECREF(exc_tb);
-                } else {
-                    Py_DECREF(released);
-                    PyErr_Restore(exc_type, exc_value, exc_tb);
+                if (call_keeping_error(reply, "release") < 0 && result != NULL) {
+                    Py_CLEAR(result);  /* the result still uses the channel: cannot happen */
+                    PyErr_SetString(PyExc_BufferError, "the reply is still in use after decoding");
                 }
             } else if ((tuple != NULL || call_arguments(args, nargs, kwnames, &tuple, &dict) == 0)) {
                 /* not replied within the first poll, or an overflow reply */
@@ -870,14 +878,7 @@ static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t n
         }
     }
     ch->busy = 0;
-    if (ch->close_requested) {  /* asked from another thread while we were inside the call */
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        PyObject *closed = PyObject_CallMethod(channel, "close", NULL);
-        Py_XDECREF(closed);
-        if (closed == NULL) PyErr_Clear();
-        PyErr_Restore(exc_type, exc_value, exc_tb);
-    }
+    if (ch->close_requested) call_keeping_error(channel, "close");  /* asked while we were in the call */
     Py_DECREF(ch);
     Py_DECREF(svc);
     Py_DECREF(channel);
@@ -1656,10 +1657,8 @@ static PyObject *relay(PyObject *mod, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!OiOnKOO!", &RouteType, &r, &conn, &fd, &buf_obj, &max_frame, &refused, &lock,
                           &PyBytes_Type, &describe))
         return NULL;
+    if (!route_ready(r)) return PyLong_FromLong(RELAY_UNARMED);
     Channel *ch = r->ch;
-    if (!r->armed || r->tid != PyThread_get_thread_ident() || r->forks != forks || !ch->m.has_view ||
-        ch->close_requested || ch->busy || !r->svc->m.has_view || LOAD(&r->svc->q[L.h_shutdown]))
-        return PyLong_FromLong(RELAY_UNARMED);
     Py_buffer b;
     if (PyObject_GetBuffer(buf_obj, &b, PyBUF_WRITABLE) < 0) return NULL;
     ssize_t n;
@@ -1730,24 +1729,12 @@ static PyObject *relay(PyObject *mod, PyObject *args) {
             result = copy ? Py_BuildValue("(NI)", copy, (unsigned int)request_id) : NULL;
         }
         Py_XDECREF(got);
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        PyObject *done = PyObject_CallMethod(reply, "release", NULL);
-        Py_XDECREF(done);
-        PyErr_Clear();
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        call_keeping_error(reply, "release");
     } else if (reply != NULL) {  /* not replied within the first poll, or an overflow reply */
         result = Py_BuildValue("(OKIK)", reply, (unsigned long long)seq, (unsigned int)request_id,
                                (unsigned long long)length);
     }
-    if (ch->close_requested) {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        PyObject *closed = PyObject_CallMethod(channel, "close", NULL);
-        Py_XDECREF(closed);
-        PyErr_Clear();
-        PyErr_Restore(exc_type, exc_value, exc_tb);
-    }
+    if (ch->close_requested) call_keeping_error(channel, "close");
     Py_XDECREF(reply);
     Py_DECREF(ch);
     Py_DECREF(svc);
