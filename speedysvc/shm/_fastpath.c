@@ -631,9 +631,10 @@ static PyTypeObject ChannelType = {
 
 /* ---- Route and Caller: connect()'s method attributes, with no Python frame per call ------
  *
- * A Route is one SHMClient's steady state as its Python side last saw it: the calling thread,
- * its channel, the service segment it has a call slot in, the slot, the request limit. Python
- * arms it after a call it made (SHMClient._arm) and disarms it when that state changes; what
+ * A Route is one SHMClient's steady state in one thread, as its Python side last saw it: the
+ * thread's channel, the service segment it has a call slot in, the slot, the request limit
+ * (a Caller finds it in the client's threading.local). Python arms it after a call it made
+ * (SHMClient.arm_route) and disarms it when that state changes; what
  * Python can change under it without saying so is checked on every call (the channel's and
  * the segment's mappings, a close request, the service's shutdown word, a fork, another
  * thread). A Caller is one remote method of that client: on the steady state it encodes the
@@ -741,7 +742,7 @@ static int call_keeping_error(PyObject *obj, const char *method) {
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    Route *route;
+    PyObject *local;     /* the client's threading.local: each thread's Route is its `route` */
     PyObject *prefix;    /* bytes: the encoded request header and method name */
     int raw;             /* 1: one bytes argument, written as it is; 0: msgpack [args, kwargs] */
     int packing;         /* inside pack(): a re-entrant call (a finalizer calling this method) goes
@@ -756,7 +757,7 @@ typedef struct {
 } Caller;
 
 static int Caller_traverse(Caller *self, visitproc visit, void *arg) {
-    Py_VISIT(self->route);
+    Py_VISIT(self->local);
     Py_VISIT(self->pack);
     Py_VISIT(self->decoder);
     Py_VISIT(self->decode);
@@ -767,7 +768,7 @@ static int Caller_traverse(Caller *self, visitproc visit, void *arg) {
 }
 
 static int Caller_clear(Caller *self) {
-    Py_CLEAR(self->route);
+    Py_CLEAR(self->local);
     Py_CLEAR(self->prefix);
     Py_CLEAR(self->pack);
     Py_CLEAR(self->decoder);
@@ -806,11 +807,28 @@ static int call_arguments(PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
 }
 
 static PyObject *EMPTY_DICT;  /* packed as the kwargs of a call without keyword arguments; never exposed */
+static PyObject *ROUTE_ATTR;  /* "route" */
+
+/* The calling thread's Route in `local` (a new reference), made unarmed on first use; NULL
+ * with an exception set only when it cannot be made. */
+static Route *thread_route(PyObject *local) {
+    PyObject *r = PyObject_GetAttr(local, ROUTE_ATTR);
+    if (r != NULL && Py_IS_TYPE(r, &RouteType)) return (Route *)r;
+    Py_XDECREF(r);
+    if (r == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+        PyErr_Clear();
+    }
+    r = PyObject_CallNoArgs((PyObject *)&RouteType);
+    if (r != NULL && PyObject_SetAttr(local, ROUTE_ATTR, r) < 0) Py_CLEAR(r);
+    return (Route *)r;
+}
 
 static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Route *r = self->route;
     PyObject *tuple = NULL, *dict = NULL, *body = NULL, *reply = NULL, *result = NULL;
+    Route *r = thread_route(self->local);
+    if (r == NULL) return NULL;
     Channel *ch = r->ch;
     if (!route_ready(r) || self->packing) goto fallback;
     Py_ssize_t limit = ch->m.view.len - L.data_offset;
@@ -872,7 +890,7 @@ static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t n
                 PyObject *seq_obj = PyLong_FromUnsignedLongLong(seq);
                 if (seq_obj != NULL)
                     result = PyObject_CallFunctionObjArgs(self->resume, channel, reply, seq_obj, tuple,
-                                                          dict ? dict : Py_None, NULL);
+                                                          dict ? dict : Py_None, (PyObject *)r, NULL);
                 Py_XDECREF(seq_obj);
             }
         }
@@ -885,31 +903,32 @@ static PyObject *Caller_vectorcall(Caller *self, PyObject *const *args, size_t n
     Py_XDECREF(reply);
     Py_XDECREF(tuple);
     Py_XDECREF(dict);
+    Py_DECREF(r);
     return result;
 fallback:
     Py_CLEAR(body);
     if (tuple == NULL && call_arguments(args, nargs, kwnames, &tuple, &dict) < 0) goto error;
-    result = PyObject_CallFunctionObjArgs(self->fallback, tuple, dict ? dict : Py_None, NULL);
+    result = PyObject_CallFunctionObjArgs(self->fallback, tuple, dict ? dict : Py_None, (PyObject *)r, NULL);
     Py_DECREF(tuple);
     Py_XDECREF(dict);
+    Py_DECREF(r);
     return result;
 error:
     Py_XDECREF(body);
     Py_XDECREF(tuple);
     Py_XDECREF(dict);
+    Py_DECREF(r);
     return NULL;
 }
 
 static int Caller_init(Caller *self, PyObject *args, PyObject *kw) {
-    Route *route;
-    PyObject *prefix, *pack, *decoder, *decode, *fallback, *resume, *factory, *label;
+    PyObject *local, *prefix, *pack, *decoder, *decode, *fallback, *resume, *factory, *label;
     int raw;
-    if (!PyArg_ParseTuple(args, "O!O!pOOOOOOU", &RouteType, &route, &PyBytes_Type, &prefix, &raw, &pack,
-                          &decoder, &decode, &fallback, &resume, &factory, &label))
+    if (!PyArg_ParseTuple(args, "OO!pOOOOOOU", &local, &PyBytes_Type, &prefix, &raw, &pack, &decoder, &decode,
+                          &fallback, &resume, &factory, &label))
         return -1;
     Caller_clear(self);
-    Py_INCREF(route);
-    self->route = route;
+    self->local = Py_NewRef(local);
     Py_INCREF(prefix);
     self->prefix = prefix;
     self->raw = raw;
@@ -940,7 +959,7 @@ static PyTypeObject CallerType = {
     .tp_basicsize = sizeof(Caller),
     .tp_dealloc = (destructor)Caller_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Caller(route, prefix, raw, pack, decoder, decode, fallback, resume, with_timeout, label):\n"
+    .tp_doc = "Caller(local, prefix, raw, pack, decoder, decode, fallback, resume, with_timeout, label):\n"
               "one remote method of an SHMClient, called without a Python frame (see SHMClient.bound_method)",
     .tp_vectorcall_offset = offsetof(Caller, vectorcall),
     .tp_call = PyVectorcall_Call,
@@ -1849,7 +1868,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         return NULL;
     ONE = PyLong_FromLong(1);
     EMPTY_DICT = PyDict_New();
-    if (ONE == NULL || EMPTY_DICT == NULL || pthread_atfork(NULL, NULL, after_fork_child) != 0) return NULL;
+    ROUTE_ATTR = PyUnicode_InternFromString("route");
+    if (ONE == NULL || EMPTY_DICT == NULL || ROUTE_ATTR == NULL || pthread_atfork(NULL, NULL, after_fork_child) != 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;
     Py_INCREF(&ServiceType);

@@ -83,8 +83,8 @@ class SHMClient(ProviderMethods):
         self.description = self.segment.description()
         self.methods = {name: info["encoder"] for name, info in self.description["methods"].items()}
         self._prepared: dict[str, Prepared] = {}
-        # what connect()'s method attributes (bound_method) share on the compiled path
-        self._route = native.route() if self.segment.fast is not None else None
+        # connect()'s method attributes are compiled Callers (bound_method) when the segment is
+        self._compiled = self.segment.fast is not None
         self.closed = False
 
     def _open_segment(self, wait: float) -> ServiceSegment:
@@ -202,30 +202,32 @@ class SHMClient(ProviderMethods):
         msgpack methods, a _fastpath.Caller, which makes a steady-state call without a Python
         frame (and hands everything else to call(), or to _resume() once the call was sent);
         None otherwise (the caller uses a MethodProxy)."""
-        if self._route is None:
+        if not self._compiled:
             return None
         serialiser, prefix, decode, decoder = self._prepared.get(method) or self._prepare(method)
         if decoder is None:
             return None
         raw = decoder is bytes
         pack = None if raw else serialisers.plain_packer()
-        return native.caller(self._route, prefix, raw, pack, decoder, decode,
+        # each thread's Route lives in _local (after a fork the child's routes are found stale
+        # by the Route itself, so a Caller made before the fork may keep this local)
+        return native.caller(self._local, prefix, raw, pack, decoder, decode,
                              partial(self._call_and_arm, method, timeout),
                              partial(self._resume, method, timeout),
                              partial(self.bound_method, method),
                              f"<remote method {method} of {self.service_name!r}>")
 
     def _call_and_arm(self, method: str, timeout: Optional[float], args: tuple[Any, ...],
-                      kwargs: Optional[dict[str, Any]]) -> Any:
+                      kwargs: Optional[dict[str, Any]], route: Any) -> Any:
         """A Caller's call that needs Python (the first, an unusual argument, a changed state):
-        made by call(); then the route is armed for the thread's next calls."""
+        made by call(); then the thread's route is armed for its next calls."""
         try:
             return self.call(method, args, kwargs, timeout)
         finally:
-            self._arm()
+            self.arm_route(route)
 
     def _resume(self, method: str, timeout: Optional[float], channel: ClientChannel, code: int, seq: int,
-                args: tuple[Any, ...], kwargs: Optional[dict[str, Any]]) -> Any:
+                args: tuple[Any, ...], kwargs: Optional[dict[str, Any]], route: Any) -> Any:
         """A Caller sent the call as `seq` and got `code` (see ClientChannel.resume): finish it
         as call() would."""
         service = channel.service
@@ -240,11 +242,7 @@ class SHMClient(ProviderMethods):
                 channel.close()
             return self.call(method, args, kwargs, timeout)
         finally:
-            self._arm()
-
-    def _arm(self) -> None:
-        if self._route is not None:
-            self.arm_route(self._route)
+            self.arm_route(route)
 
     def arm_route(self, route: Any) -> bool:
         """Arm `route` with the calling thread's channel when it is in the steady state the
@@ -314,8 +312,6 @@ class SHMClient(ProviderMethods):
         if self.closed:
             return
         self.closed = True
-        if self._route is not None:
-            self._route.disarm()
         busy = False
         if os.getpid() == self._pid:
             with self._lock:

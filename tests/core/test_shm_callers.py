@@ -33,8 +33,8 @@ def test_raw_and_msgpack_attributes_are_compiled_callers_on_the_compiled_path(sc
         assert c.echo("a") == "a!" and c.echo("b", "?") == "b?" and c.echo("c", suffix="") == "c"
         assert c.echo_raw(b"\x00raw") == b"\x00raw"
         assert c.echo_raw(bytearray(b"bytes-like")) == b"bytes-like"  # not bytes: the Python path
-        if compiled:
-            assert c.provider._route.armed()
+        if compiled:  # this thread's route, armed by the first call
+            assert c.provider._local.route.armed()
 
 
 def test_with_timeout_gives_a_caller_whose_calls_time_out(scope, tmp_path):
