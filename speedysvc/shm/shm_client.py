@@ -159,9 +159,7 @@ class SHMClient(ProviderMethods):
             except SegmentReplaced:
                 # the supervisor was killed and started again: the call was never taken by
                 # any worker, so sending it to the new segment runs it exactly once
-                self._follow(seg)
-                if channel.swept():  # the new supervisor removed it with the old run's objects
-                    channel.close()
+                if self._replaced(seg, channel):
                     channel = self.thread_channel()
         raise ServiceUnavailable(f"service {self.service_name!r} keeps being replaced")
 
@@ -235,11 +233,8 @@ class SHMClient(ProviderMethods):
         try:
             return channel.resume(code, seq, service, self._prepared[method][2],
                                   self.timeout if timeout is None else timeout, self.unavailable_after)
-        except SegmentReplaced:
-            # as in _send: never taken by a worker, so sending it to the new segment runs it once
-            self._follow(service)
-            if channel.swept():
-                channel.close()
+        except SegmentReplaced:  # as in _send
+            self._replaced(service, channel)
             return self.call(method, args, kwargs, timeout)
         finally:
             self.arm_route(route)
@@ -268,12 +263,20 @@ class SHMClient(ProviderMethods):
         assert service is not None  # the route was armed with the channel's service
         try:
             reply: bytes = channel.resume(code, seq, service, bytes, self.timeout, self.unavailable_after)
-        except SegmentReplaced:
-            self._follow(service)
-            if channel.swept():
-                channel.close()
+        except SegmentReplaced:  # as in _send
+            self._replaced(service, channel)
             return self.call_raw(request)
         return reply
+
+    def _replaced(self, old: ServiceSegment, channel: ClientChannel) -> bool:
+        """A call on `old` found it replaced (the supervisor was killed and started again)
+        before any worker took it: follow the service to its new segment. True when the
+        channel had to be closed (the new supervisor swept it with the old run's objects)."""
+        self._follow(old)
+        if channel.swept():
+            channel.close()
+            return True
+        return False
 
     def call_raw(self, request: memoryview, timeout: Optional[float] = None) -> bytes:
         """Forward an already-encoded request; returns the encoded reply (used by the TCP gateway)."""
