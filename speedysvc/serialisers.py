@@ -15,7 +15,7 @@ import marshal
 import pickle
 import struct
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import msgpack
 
@@ -236,6 +236,8 @@ def _inline_ext_hook(code: int, data: bytes) -> Any:
 # directly, see speedysvc/shm/_fastpath.c).
 _PLAIN_PACK_OPTIONS: dict[str, Any] = {"use_bin_type": True}
 PACK_PLAIN: Callable[[Any], bytes] = partial(msgpack.packb, **_PLAIN_PACK_OPTIONS)
+UNPACK_PLAIN: Callable[[Any], Any] = partial(msgpack.unpackb, raw=False, strict_map_key=False,
+                                             ext_hook=_inline_ext_hook)
 
 
 def plain_packer() -> Callable[[Any], bytes]:
@@ -244,8 +246,12 @@ def plain_packer() -> Callable[[Any], bytes]:
     worker and one per remote method, guarded against re-entry."""
     pack: Callable[[Any], bytes] = msgpack.Packer(**_PLAIN_PACK_OPTIONS).pack
     return pack
-UNPACK_PLAIN: Callable[[Any], Any] = partial(msgpack.unpackb, raw=False, strict_map_key=False,
-                                             ext_hook=_inline_ext_hook)
+
+
+def compiled_decoder(encoder: Optional[str]) -> Any:
+    """What the compiled path decodes a usual reply of a method with by itself: `bytes` for a
+    raw method, UNPACK_PLAIN for a msgpack one; None for other encoders (Python decodes)."""
+    return {"raw": bytes, "msgpack": UNPACK_PLAIN}.get(encoder or "")
 
 
 def _decode_ndarray(code: int, data: bytes, buffers: Any, copy: bool) -> Any:

@@ -81,10 +81,9 @@ _configured = False
 def _configure() -> None:
     """Hand the layout constants to the extension: one definition of layout 4, in Python."""
     global _configured
-    from .. import serialisers
     from . import channel as ch
     from . import service_segment as ss
-    _ext.set_unpack(serialisers.UNPACK_PLAIN)
+    _set_unpack()
     _ext.configure(dict(
         pending_word=ss.PENDING_WORD, pending_words=ss.PENDING_WORDS, slots_word=ss.SLOTS_WORD,
         slot_words=ss.SLOT_WORDS, slot_count=ss.SLOT_COUNT, pure_first=ss.PURE_FIRST_SLOT,
@@ -115,9 +114,14 @@ def reply_reader() -> Any:
     """_fastpath.read_reply for the TCP client, or None on the pure path."""
     if _ext is None or forced_pure():
         return None
+    _set_unpack()
+    return _ext.read_reply
+
+
+def _set_unpack() -> None:
+    """Hand the extension msgpack's unpack with the serialiser's options (one definition)."""
     from .. import serialisers
     _ext.set_unpack(serialisers.UNPACK_PLAIN)
-    return _ext.read_reply
 
 
 def route() -> Any:

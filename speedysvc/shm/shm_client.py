@@ -190,8 +190,7 @@ class SHMClient(ProviderMethods):
                    _decode_reply: Callable[[memoryview, Serialiser], Any] = dispatch.decode_reply,
                    _serialiser: Serialiser = serialiser) -> Any:
             return _decode_reply(view, _serialiser)
-        # what the compiled path decodes a usual reply with by itself (see ClientChannel.call)
-        decoder = {"raw": bytes, "msgpack": serialisers.UNPACK_PLAIN}.get(encoder or "")
+        decoder = serialisers.compiled_decoder(encoder)
         self._prepared[method] = prepared = (serialiser, prefix, decode, decoder)
         return prepared
 

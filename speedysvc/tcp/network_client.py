@@ -169,8 +169,7 @@ class NetworkClient(ProviderMethods):
                                      f"it has: {', '.join(sorted(methods or ())) or 'none'}")
             encoder = "msgpack"
         serialiser = serialisers.SERIALISERS[encoder]
-        # what the compiled read of a reply decodes by itself (see _fastpath.read_reply)
-        decoder = {"raw": bytes, "msgpack": serialisers.UNPACK_PLAIN}.get(encoder)
+        decoder = serialisers.compiled_decoder(encoder)
         prepared = (serialiser, b"".join(dispatch.encode_request(method, serialiser.code, [])), decoder)
         if methods is not None:  # DESCRIBE, before the methods are known, is not cached
             self._prepared[method] = prepared
